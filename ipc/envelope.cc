@@ -1,0 +1,65 @@
+#include "ipc/envelope.h"
+
+#include <cstring>
+
+namespace shmpool::ipc {
+
+Errc write_frame(FrameRing& ring, std::span<const uint8_t> envelope, const PayloadWriter& payload,
+                 int64_t deadline_ns, const WaitPolicy& policy) {
+  const uint64_t env_off = envelope_offset_for(payload.size);
+  const uint64_t body = env_off + envelope.size();
+  if (body > ring.max_body()) return Errc::frame_too_large;
+  FrameSpace space;
+  if (Errc e = ring.reserve(uint32_t(body), deadline_ns, policy, &space); e != Errc::ok) return e;
+  if (payload.size != 0) {
+    if (payload.fill) {
+      payload.fill(payload.ctx, std::span<uint8_t>(space.body, payload.size));
+    } else if (payload.copy_from) {
+      std::memcpy(space.body, payload.copy_from, payload.size);
+    }
+  }
+  std::memcpy(space.body + env_off, envelope.data(), envelope.size());
+  ring.commit(uint32_t(body), uint32_t(env_off), uint32_t(envelope.size()));
+  return Errc::ok;
+}
+
+namespace {
+// The payload must lie inside the body and before the envelope.
+bool resolve_payload(const Frame& frame, const schema::PayloadRef* ref,
+                     std::span<const uint8_t>* out) {
+  if (ref == nullptr || ref->length() == 0) {
+    *out = {};
+    return true;
+  }
+  const uint64_t off = ref->offset(), len = ref->length();
+  if (off > frame.envelope_offset || len > frame.envelope_offset - off) return false;
+  *out = std::span<const uint8_t>(frame.body + off, len);
+  return true;
+}
+}  // namespace
+
+Errc read_request(const Frame& frame, RequestView* out) {
+  const uint8_t* env = frame.body + frame.envelope_offset;
+  if (frame.envelope_offset % 8 != 0 || frame.envelope_length == 0) return Errc::corrupt;
+  flatbuffers::Verifier verifier(env, frame.envelope_length);
+  if (!verifier.VerifyBuffer<schema::Request>(nullptr)) return Errc::corrupt;
+  auto* req = flatbuffers::GetRoot<schema::Request>(env);
+  if (!resolve_payload(frame, req->payload(), &out->payload)) return Errc::corrupt;
+  out->request = req;
+  return Errc::ok;
+}
+
+Errc read_response(const Frame& frame, std::vector<uint8_t>* envelope_copy, ResponseView* out) {
+  if (frame.envelope_length == 0) return Errc::corrupt;
+  // Copy first (the worker may still write the shared bytes), then verify the copy.
+  envelope_copy->resize(frame.envelope_length);
+  std::memcpy(envelope_copy->data(), frame.body + frame.envelope_offset, frame.envelope_length);
+  flatbuffers::Verifier verifier(envelope_copy->data(), envelope_copy->size());
+  if (!verifier.VerifyBuffer<schema::Response>(nullptr)) return Errc::corrupt;
+  auto* resp = flatbuffers::GetRoot<schema::Response>(envelope_copy->data());
+  if (!resolve_payload(frame, resp->payload(), &out->payload)) return Errc::corrupt;
+  out->response = resp;
+  return Errc::ok;
+}
+
+}  // namespace shmpool::ipc

@@ -1,0 +1,65 @@
+// envelope.h: writing and reading shmpool frames (a FlatBuffers envelope plus
+// an optional bulk payload) in a FrameRing.
+//
+// Frame body layout: [payload bytes][pad to 64][envelope FlatBuffer]. The
+// payload comes first so its PayloadRef ({0, length}) is known before the
+// envelope is built, and starts on a cache line (numpy-friendly alignment).
+//
+// Readers verify every envelope with the FlatBuffers Verifier (which also
+// verifies the nested FlexBuffers of args/result) and bounds-check the
+// payload against the frame. read_response() copies the envelope into
+// caller-owned memory before verifying it, so a worker that rewrites shared
+// memory after the check cannot change what the host reads (no TOCTOU); the
+// payload is plain bytes and is read in place.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+#include <vector>
+
+#include "ipc/errc.h"
+#include "ipc/frame_ring.h"
+#include "shmpool/schema/envelope_generated.h"
+
+namespace shmpool::ipc {
+
+// Fills a payload area in place. Called once with a span of exactly the
+// requested size inside the ring.
+struct PayloadWriter {
+  std::size_t size = 0;
+  const uint8_t* copy_from = nullptr;  // copy `size` bytes from here, or
+  void (*fill)(void* ctx, std::span<uint8_t> dst) = nullptr;  // call fill(ctx, dst)
+  void* ctx = nullptr;
+};
+
+// Writes one frame: payload then the finished envelope `envelope`
+// (built with PayloadRef {0, payload.size}). Waits for ring space until the
+// deadline. Errc::frame_too_large if it can never fit.
+Errc write_frame(FrameRing& ring, std::span<const uint8_t> envelope, const PayloadWriter& payload,
+                 int64_t deadline_ns, const WaitPolicy& policy);
+
+// Body offset at which write_frame() puts the envelope for a payload of n bytes.
+constexpr uint64_t envelope_offset_for(uint64_t payload_size) {
+  return align_up(payload_size, kCacheLine);
+}
+
+struct RequestView {
+  const schema::Request* request = nullptr;
+  std::span<const uint8_t> payload;  // in the frame; valid until the frame is released
+};
+
+// Worker side: verifies the envelope in place and resolves the payload.
+// Errc::corrupt on any failed check.
+Errc read_request(const Frame& frame, RequestView* out);
+
+struct ResponseView {
+  const schema::Response* response = nullptr;  // points into *envelope_copy
+  std::span<const uint8_t> payload;            // in the frame; valid until released
+};
+
+// Host side: copies the envelope into *envelope_copy, verifies the copy,
+// resolves the payload in the frame. Errc::corrupt on any failed check.
+Errc read_response(const Frame& frame, std::vector<uint8_t>* envelope_copy, ResponseView* out);
+
+}  // namespace shmpool::ipc

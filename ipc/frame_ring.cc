@@ -1,0 +1,137 @@
+#include "ipc/frame_ring.h"
+
+#include <cstring>
+
+namespace shmpool::ipc {
+
+namespace {
+constexpr uint64_t kHeader = sizeof(FrameHeader);
+constexpr uint64_t kRewindBytes = 16 * 1024;
+
+// Free bytes given the counters, or UINT64_MAX when they are inconsistent
+// (a hostile or crashed peer wrote them).
+uint64_t free_bytes(uint64_t head, uint64_t tail, uint64_t capacity) {
+  if (tail > head) return UINT64_MAX;
+  uint64_t used = head - tail;
+  if (used > capacity || used % kCacheLine != 0) return UINT64_MAX;
+  return capacity - used;
+}
+}  // namespace
+
+Errc FrameRing::reserve(uint32_t body_length, int64_t deadline_ns, const WaitPolicy& policy,
+                        FrameSpace* out) {
+  const uint64_t total = align_up(kHeader + uint64_t(body_length), kCacheLine);
+  if (total > capacity_) return Errc::frame_too_large;
+  // The producer owns head; relaxed is enough to read back its own store.
+  uint64_t head = ctl_->head.load(std::memory_order_relaxed);
+  if (head % kCacheLine != 0) return Errc::corrupt;
+  for (;;) {
+    // acquire: pairs with the release store of tail in release().
+    uint64_t tail = ctl_->tail.load(std::memory_order_acquire);
+    uint64_t free = free_bytes(head, tail, capacity_);
+    if (free == UINT64_MAX) return Errc::corrupt;
+    const uint64_t pos = head % capacity_;
+    const uint64_t contiguous = capacity_ - pos;
+    // Start the frame at offset 0 (behind a padding frame published together
+    // with it) when it would not fit before the end, or when the ring is empty
+    // and the frame is large: back-to-back large frames then reuse the same
+    // cache-hot bytes. Small frames just move on (the padding header would
+    // cost one more cache line transfer than it saves).
+    const bool rewind =
+        pos != 0 && (contiguous < total || (free == capacity_ && total >= kRewindBytes &&
+                                            contiguous + total <= capacity_));
+    const uint64_t need = rewind ? contiguous + total : total;
+    if (free >= need) {
+      if (rewind) {
+        FrameHeader pad{};
+        pad.kind = uint32_t(FrameKind::pad);
+        pad.body_length = uint32_t(contiguous - kHeader);
+        std::memcpy(data_ + pos, &pad, sizeof pad);
+      }
+      reserved_head_ = head + (rewind ? contiguous : 0);
+      reserved_start_ = rewind ? 0 : pos;
+      out->body = data_ + reserved_start_ + kHeader;
+      out->capacity = uint32_t(total - kHeader);
+      return Errc::ok;
+    }
+    if (rewind && free >= contiguous && contiguous < total && contiguous + total > capacity_) {
+      // The frame and the padding can never be free at once: publish the
+      // padding alone so the consumer moves to offset 0 as soon as it can.
+      FrameHeader pad{};
+      pad.kind = uint32_t(FrameKind::pad);
+      pad.body_length = uint32_t(contiguous - kHeader);
+      std::memcpy(data_ + pos, &pad, sizeof pad);
+      head += contiguous;
+      ctl_->head.store(head, std::memory_order_release);  // pairs with the acquire in peek()
+      ctl_->data.ring();
+      continue;
+    }
+    auto has_room = [&] {
+      uint64_t t = ctl_->tail.load(std::memory_order_acquire);  // pairs with release()
+      uint64_t f = free_bytes(head, t, capacity_);
+      return f == UINT64_MAX || f >= need;
+    };
+    if (wait_until(ctl_->space, has_room, deadline_ns, policy) == WaitResult::timed_out) {
+      return Errc::ring_full;
+    }
+  }
+}
+
+void FrameRing::commit(uint32_t body_length, uint32_t envelope_offset, uint32_t envelope_length) {
+  FrameHeader h{};
+  h.kind = uint32_t(FrameKind::data);
+  h.body_length = body_length;
+  h.envelope_offset = envelope_offset;
+  h.envelope_length = envelope_length;
+  h.sequence = ++sequence_;
+  std::memcpy(data_ + reserved_start_, &h, sizeof h);
+  const uint64_t total = align_up(kHeader + uint64_t(body_length), kCacheLine);
+  ctl_->head.store(reserved_head_ + total, std::memory_order_release);  // pairs with peek()
+  ctl_->data.ring();
+}
+
+Errc FrameRing::peek(Frame* out) {
+  // The consumer owns tail.
+  uint64_t tail = ctl_->tail.load(std::memory_order_relaxed);
+  for (;;) {
+    // acquire: pairs with the release store of head in commit()/reserve().
+    uint64_t head = ctl_->head.load(std::memory_order_acquire);
+    if (head == tail) return Errc::empty;
+    if (tail % kCacheLine != 0 || free_bytes(head, tail, capacity_) == UINT64_MAX) {
+      return Errc::corrupt;
+    }
+    const uint64_t used = head - tail;
+    const uint64_t pos = tail % capacity_;
+    FrameHeader h;  // copied out: the producer may scribble on shared memory
+    std::memcpy(&h, data_ + pos, sizeof h);
+    const uint64_t total = align_up(kHeader + uint64_t(h.body_length), kCacheLine);
+    if (total > used || pos + total > capacity_) return Errc::corrupt;
+    if (h.kind == uint32_t(FrameKind::pad)) {
+      tail += total;
+      ctl_->tail.store(tail, std::memory_order_release);  // pairs with reserve()
+      ctl_->space.ring();
+      continue;
+    }
+    if (h.kind != uint32_t(FrameKind::data)) return Errc::corrupt;
+    if (uint64_t(h.envelope_offset) + h.envelope_length > h.body_length) return Errc::corrupt;
+    out->body = data_ + pos + kHeader;
+    out->body_length = h.body_length;
+    out->envelope_offset = h.envelope_offset;
+    out->envelope_length = h.envelope_length;
+    out->end = tail + total;
+    return Errc::ok;
+  }
+}
+
+void FrameRing::release(const Frame& frame) {
+  ctl_->tail.store(frame.end, std::memory_order_release);  // pairs with the acquire in reserve()
+  ctl_->space.ring();
+}
+
+void FrameRing::reset() {
+  ctl_->head.store(0, std::memory_order_relaxed);
+  ctl_->tail.store(0, std::memory_order_release);  // published by the slot state change
+  sequence_ = 0;
+}
+
+}  // namespace shmpool::ipc

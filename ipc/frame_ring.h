@@ -1,0 +1,137 @@
+// frame_ring.h: a single-producer single-consumer ring of length-prefixed
+// frames in shared memory. Each frame is contiguous (a frame that would wrap
+// is preceded by a padding frame), so the consumer can hand a pointer into the
+// ring to Python without copying.
+//
+// Who may call what: exactly one producer process calls reserve/commit, and
+// exactly one consumer process calls peek/release, at a time. The owner of the
+// segment decides who (for a slot: the client that checked it out produces
+// requests, the worker produces responses).
+//
+// Guarantees: a committed frame is seen by the consumer whole and exactly
+// once, in order. Every value the consumer reads from the ring (head, frame
+// header) is bounds-checked: a hostile producer gets Errc::corrupt, never an
+// out-of-bounds read. A hostile consumer can at worst make the producer see
+// Errc::corrupt.
+//
+// Memory ordering: commit() writes the frame, then stores `head` with release
+// (pairs with the acquire load of `head` in peek()), then rings `data`.
+// release() stores `tail` with release (pairs with the acquire load of `tail`
+// in reserve()), then rings `space`. Frame bytes are therefore visible to the
+// consumer before it sees the new head, and the producer never overwrites a
+// frame the consumer still reads.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+
+#include "ipc/errc.h"
+#include "ipc/wait.h"
+
+namespace shmpool::ipc {
+
+// Control block, in the segment. Zeroed memory is an empty ring.
+// | field | writer   | reader   | order (writer / reader) | writer dies mid-update        |
+// | head  | producer | consumer | release / acquire       | frame not published: lost     |
+// | data  | producer | consumer | see Doorbell            | consumer sleeps to deadline   |
+// | tail  | consumer | producer | release / acquire       | frame not released: ring full |
+// | space | consumer | producer | see Doorbell            | producer sleeps to deadline   |
+// head and tail are byte counters that only grow; head - tail <= capacity.
+// The ring's capacity and data offset are not stored here: each side takes
+// them from its own trusted configuration.
+struct RingControl {
+  alignas(kCacheLine) std::atomic<uint64_t> head{0};
+  Doorbell data;
+  alignas(kCacheLine) std::atomic<uint64_t> tail{0};
+  Doorbell space;
+};
+static_assert(sizeof(RingControl) == 2 * kCacheLine);
+static_assert(offsetof(RingControl, tail) == kCacheLine);
+static_assert(std::atomic<uint64_t>::is_always_lock_free);
+
+enum class FrameKind : uint32_t { data = 0x46524d31 /* "FRM1" */, pad = 0x50414431 /* "PAD1" */ };
+
+// Precedes every frame; frames start on a cache line.
+struct FrameHeader {
+  uint32_t kind;             // FrameKind
+  uint32_t body_length;      // bytes after this header, before padding
+  uint32_t envelope_offset;  // FlatBuffer envelope, relative to the body
+  uint32_t envelope_length;
+  uint64_t sequence;         // producer's frame counter (diagnostics)
+  uint8_t reserved[40];
+};
+static_assert(sizeof(FrameHeader) == kCacheLine);
+
+constexpr uint64_t align_up(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
+
+// A frame being read: valid until release().
+struct Frame {
+  const uint8_t* body = nullptr;
+  uint32_t body_length = 0;
+  uint32_t envelope_offset = 0;
+  uint32_t envelope_length = 0;
+  uint64_t end = 0;  // tail value after release
+};
+
+// A reserved, unpublished frame: write up to `capacity` bytes at `body`.
+struct FrameSpace {
+  uint8_t* body = nullptr;
+  uint32_t capacity = 0;
+};
+
+// Per-process handle. Holds the trusted geometry and producer/consumer local
+// state; cheap to construct; not thread-safe (one thread per side at a time).
+class FrameRing {
+ public:
+  FrameRing() = default;
+  // capacity: multiple of kCacheLine, >= 2 lines.
+  FrameRing(RingControl* control, uint8_t* data, uint64_t capacity)
+      : ctl_(control), data_(data), capacity_(capacity) {}
+
+  uint64_t capacity() const { return capacity_; }
+  // Largest body a single frame can carry in this ring.
+  uint64_t max_body() const { return capacity_ - sizeof(FrameHeader); }
+
+  // Producer: reserves room for a body of `body_length` bytes, waiting for
+  // space until deadline_ns. Errc::frame_too_large if it can never fit,
+  // Errc::ring_full at the deadline, Errc::corrupt if tail is out of range.
+  Errc reserve(uint32_t body_length, int64_t deadline_ns, const WaitPolicy& policy,
+               FrameSpace* out);
+  // Producer: publishes the reserved frame. body_length <= the reserved size.
+  void commit(uint32_t body_length, uint32_t envelope_offset, uint32_t envelope_length);
+
+  // Consumer: the next frame if there is one (Errc::empty otherwise).
+  // Padding frames are skipped. Errc::corrupt on a malformed header.
+  Errc peek(Frame* out);
+  // Consumer: true if a frame may be readable (head != tail); cheap, no checks.
+  bool readable() const {
+    return ctl_->head.load(std::memory_order_acquire) !=  // pairs with the release in commit()
+           ctl_->tail.load(std::memory_order_relaxed);
+  }
+  // Consumer: waits for a frame, or until `stop()` is true, or the deadline.
+  template <class Stop>
+  WaitResult wait_readable(int64_t deadline_ns, const WaitPolicy& policy, Stop&& stop) {
+    return wait_until(
+        ctl_->data, [&] { return readable() || stop(); }, deadline_ns, policy);
+  }
+  // Consumer: frees the frame returned by the last peek().
+  void release(const Frame& frame);
+
+  // Owner only, when no producer or consumer is active (e.g. after a worker
+  // died): forgets all frames and resets the counters.
+  void reset();
+
+  RingControl* control() const { return ctl_; }
+
+ private:
+  RingControl* ctl_ = nullptr;
+  uint8_t* data_ = nullptr;
+  uint64_t capacity_ = 0;
+  // Producer-local: the reservation in progress.
+  uint64_t reserved_head_ = 0;   // head value when reserve() succeeded
+  uint64_t reserved_start_ = 0;  // position of the data frame (after any padding)
+  uint64_t sequence_ = 0;
+};
+
+}  // namespace shmpool::ipc

@@ -1,0 +1,179 @@
+// segment.h: the shared segment of one pool. Plain layout structs
+// (SegmentHeader, SlotData) and the per-process handle `Segment` that maps
+// them. The owner creates the segment (pre-allocated, mode 0600); workers and
+// clients attach to it by name.
+//
+// Layout (offsets computed by compute_layout() from the Geometry stored in
+// the header; every attacher recomputes them and checks the file size):
+//   [SegmentHeader][SlotData x slot_count][per slot: request ring data,
+//   response ring data]
+// All offsets are relative to the segment base; nothing in the segment is a
+// pointer.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "ipc/errc.h"
+#include "ipc/frame_ring.h"
+#include "ipc/sys.h"
+
+namespace shmpool::ipc {
+
+inline constexpr uint64_t kSegmentMagic = 0x314c4f4f504d4853ull;  // "SHMPOOL1"
+inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr std::size_t kMaxNameLength = 64;
+// Name prefix of every shmpool segment in /dev/shm.
+inline constexpr std::string_view kShmPrefix = "shmpool.";
+
+// The sizes a segment is built from; stored in the header, immutable.
+struct Geometry {
+  uint32_t slot_count = 1;
+  uint32_t reserved = 0;
+  uint64_t request_ring_bytes = 1 << 20;   // multiple of 64, >= 4 KiB
+  uint64_t response_ring_bytes = 1 << 20;  // multiple of 64, >= 4 KiB
+};
+
+// Slot states (low 8 bits of SlotData::state). Zeroed memory = empty.
+//   empty    -> starting   owner spawns a worker for the slot
+//   starting -> idle       worker attached and reported ready
+//   idle     -> busy       a client checked the slot out (CAS, generation+1)
+//   busy     -> idle       the client checked it in (generation+1)
+//   idle     -> retiring   owner retires an overflow/recycled worker (CAS)
+//   any      -> dead       owner saw the worker exit
+//   dead/retiring -> empty owner reaped the process and reset the rings
+enum class SlotState : uint8_t { empty = 0, starting = 1, idle = 2, busy = 3, retiring = 4, dead = 5 };
+
+// State word: [generation:32][unused:24][state:8]. Every transition bumps
+// the generation, so a CAS from a stale snapshot fails (no ABA).
+constexpr uint64_t make_slot_word(uint32_t generation, SlotState s) {
+  return (uint64_t(generation) << 32) | uint64_t(s);
+}
+constexpr SlotState slot_state(uint64_t word) { return SlotState(word & 0xff); }
+constexpr uint32_t slot_generation(uint64_t word) { return uint32_t(word >> 32); }
+
+// One worker slot. Field table (writer / reader / order; writer dies mid-update):
+// | state          | owner, clients (CAS)   | all      | acq_rel CAS / acquire | stays busy: owner reclaims on owner-pid death |
+// | owner          | client after checkout  | owner    | relaxed (published by state CAS) | stale: ignored once state moves |
+// | worker_pid     | owner                  | all      | release / acquire     | -                              |
+// | worker_alive   | owner (1 ready, 0 gone) ; worker sets 1 when ready | clients waiting | release / acquire | - |
+// | worker_epoch   | owner, +1 per new process | clients | release / acquire    | -                              |
+// | progress       | worker, +1 per dispatch | owner (health) | relaxed          | stops advancing: stuck         |
+// | counters       | the process that did the work | all (stats) | relaxed      | a count may be lost            |
+// | request ring   | producer: client; consumer: worker |
+// | response ring  | producer: worker; consumer: client |
+struct SlotData {
+  alignas(kCacheLine) std::atomic<uint64_t> state{0};
+  std::atomic<uint64_t> owner{0};  // client pid << 32 | client token
+  std::atomic<int32_t> worker_pid{0};
+  std::atomic<uint32_t> worker_alive{0};
+  std::atomic<uint64_t> worker_epoch{0};
+  std::atomic<uint64_t> last_activity_ns{0};
+  alignas(kCacheLine) std::atomic<uint64_t> progress{0};
+  std::atomic<uint64_t> heartbeat_ns{0};
+  std::atomic<uint64_t> checkouts{0};
+  std::atomic<uint64_t> calls{0};
+  std::atomic<uint64_t> successes{0};
+  std::atomic<uint64_t> errors{0};
+  std::atomic<uint64_t> restarts{0};
+  RingControl request;
+  RingControl response;
+};
+static_assert(std::is_standard_layout_v<SlotData>);
+static_assert(sizeof(SlotData) == 6 * kCacheLine);
+static_assert(offsetof(SlotData, request) == 2 * kCacheLine);
+static_assert(std::atomic<int32_t>::is_always_lock_free);
+
+// Pool states in SegmentHeader::pool_state.
+enum class PoolState : uint32_t { initializing = 0, ready = 1, closing = 2 };
+
+// Field table: every field is written by the owner before `pool_state` is
+// stored ready (release); attachers load pool_state with acquire first.
+// | magic..geometry | owner at creation | all | before pool_state (release) |
+// | pool_state      | owner             | all | release / acquire           |
+// | owner_pid/start | owner at creation | all | as above                    |
+struct SegmentHeader {
+  uint64_t magic;
+  uint32_t layout_version;
+  uint32_t header_size;
+  uint64_t segment_size;
+  int32_t owner_pid;
+  uint32_t reserved0;
+  uint64_t owner_start_time;  // /proc start time of owner_pid: guards pid reuse
+  int64_t created_ns;         // CLOCK_MONOTONIC
+  Geometry geometry;
+  uint64_t slots_offset;
+  uint64_t rings_offset;
+  char pool_name[kMaxNameLength + 1];
+  uint8_t reserved1[7];
+  alignas(kCacheLine) std::atomic<uint32_t> pool_state{0};
+  std::atomic<uint32_t> reserved2{0};
+  Doorbell slot_freed;  // rung on every checkin; waiting clients sleep here
+};
+static_assert(std::is_standard_layout_v<SegmentHeader>);
+static_assert(offsetof(SegmentHeader, geometry) == 48);
+static_assert(sizeof(SegmentHeader) % kCacheLine == 0);
+
+struct Layout {
+  uint64_t slots_offset;
+  uint64_t rings_offset;
+  uint64_t slot_stride;  // ring bytes per slot
+  uint64_t total;
+};
+// Errc::bad_layout if the geometry is out of range.
+Errc compute_layout(const Geometry& g, Layout* out);
+
+// Validates a pool name: 1..64 bytes of [A-Za-z0-9_.-], not starting with '.'.
+bool valid_pool_name(std::string_view name);
+std::string shm_object_name(std::string_view pool_name);  // "shmpool.<name>"
+
+// A mapped segment. Move-only. Removing the name is explicit (remove()), so a
+// crashed owner's segment stays for reclaim by the next owner or `shmpool gc`.
+class Segment {
+ public:
+  // Creates and pre-allocates a new segment (mode 0600). Errc::exists if the
+  // name is taken, Errc::no_space if /dev/shm cannot hold it (the partial
+  // object is removed), Errc::bad_name / bad_layout on bad input.
+  static Errc create(std::string_view pool_name, const Geometry& g,
+                     std::unique_ptr<Segment>* out, SysError* err = nullptr);
+  // Maps an existing segment and verifies magic, version and layout.
+  static Errc attach(std::string_view pool_name, std::unique_ptr<Segment>* out,
+                     SysError* err = nullptr);
+  // Removes the name; existing mappings stay valid. Errc::not_found if absent.
+  static Errc remove(std::string_view pool_name);
+
+  ~Segment();
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+
+  SegmentHeader& header() const { return *reinterpret_cast<SegmentHeader*>(base_); }
+  const Geometry& geometry() const { return geometry_; }
+  uint32_t slot_count() const { return geometry_.slot_count; }
+  SlotData& slot(uint32_t i) const;  // i < slot_count(), checked
+  FrameRing request_ring(uint32_t i) const;
+  FrameRing response_ring(uint32_t i) const;
+  uint8_t* base() const { return base_; }
+  uint64_t size() const { return layout_.total; }
+  const std::string& pool_name() const { return name_; }
+
+  // Bounds check for an (offset, length) read from shared memory: true if it
+  // lies inside [0, size()). The one gate through which offsets become pointers.
+  bool contains(uint64_t offset, uint64_t length) const {
+    return offset <= layout_.total && length <= layout_.total - offset;
+  }
+
+ private:
+  struct Mapping;
+  Segment() = default;
+  std::unique_ptr<Mapping> mapping_;
+  uint8_t* base_ = nullptr;
+  Geometry geometry_{};
+  Layout layout_{};
+  std::string name_;
+};
+
+}  // namespace shmpool::ipc

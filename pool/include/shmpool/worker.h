@@ -1,0 +1,149 @@
+// worker.h: one Python worker process and calls to it, over shared memory
+// or over the pipe + JSON baseline. shmpool::Pool builds on the same pieces;
+// use Worker directly when one process is all you need (or to benchmark the
+// transports).
+//
+// Threads: a Worker serves one call at a time; call() and stop() must not run
+// concurrently on the same Worker (use Pool for concurrency). Worker death is
+// detected at once (pidfd), failing an in-flight call with
+// worker_error/worker_crashed.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shmpool/error.h"
+#include "shmpool/value.h"
+
+namespace shmpool {
+
+enum class Transport { shm, pipe_json };
+std::string_view transport_name(Transport t);
+
+// How a waiting process waits (for a request, a reply, a free worker).
+enum class WaitStrategy {
+  spin,    // busy-poll: lowest latency, burns a core per waiter
+  hybrid,  // poll for `spin`, then sleep on a futex (default)
+  block,   // sleep on a futex at once
+};
+std::string_view wait_strategy_name(WaitStrategy w);
+
+// One line a worker wrote to stdout or stderr.
+struct LogLine {
+  int slot = 0;
+  pid_t pid = 0;
+  bool is_stderr = false;
+  std::string_view text;
+};
+using LogCallback = std::function<void(const LogLine&)>;
+
+struct WorkerOptions {
+  Transport transport = Transport::shm;
+  // Interpreter; empty = the one shmpool was configured with (Python3_EXECUTABLE).
+  std::string python;
+  // Handler modules to import, by dotted name or path to a .py file.
+  std::vector<std::string> handler_modules;
+  // Added to (and overriding) the inherited environment.
+  std::map<std::string, std::string> env;
+  std::chrono::milliseconds startup_timeout{10'000};
+  WaitStrategy wait = WaitStrategy::hybrid;
+  std::chrono::nanoseconds spin{50'000};
+  std::size_t request_ring_bytes = 4u << 20;   // largest request frame, payload included
+  std::size_t response_ring_bytes = 4u << 20;  // largest response frame
+  LogCallback log;                             // default: lines go to our stderr
+  std::string name;  // segment name (shm); default: unique "w<pid>-<n>"
+};
+
+struct CallOptions {
+  std::chrono::milliseconds timeout{30'000};  // operation timeout
+  std::string_view session_id;                // optional
+  std::span<const uint8_t> body;              // optional typed nested FlatBuffer
+};
+
+// A successful reply. Move-only. value() and body() are backed by a private
+// copy of the verified envelope and live as long as the Reply. payload():
+// from Worker::call over shm it points into the worker's response ring and is
+// valid until the next call on that Worker (or its destruction); from a Pool
+// or over pipe_json it is owned by the Reply.
+class Reply {
+ public:
+  Reply() = default;
+  Reply(Reply&&) = default;
+  Reply& operator=(Reply&&) = default;
+  Reply(const Reply&) = delete;
+  Reply& operator=(const Reply&) = delete;
+
+  uint64_t id() const { return id_; }
+  flexbuffers::Reference value() const;  // Null when the handler returned None
+  std::string json() const { return to_json(value()); }
+  std::span<const uint8_t> payload() const { return payload_; }
+  std::span<const uint8_t> body() const { return body_; }
+
+  // Internal construction (used by the transports).
+  struct Parts;
+  explicit Reply(Parts parts);
+  void own_payload();  // copy an in-place payload into the Reply
+
+ private:
+  uint64_t id_ = 0;
+  std::vector<uint8_t> storage_;
+  std::span<const uint8_t> result_;
+  std::span<const uint8_t> body_;
+  std::span<const uint8_t> payload_;
+  std::vector<uint8_t> owned_payload_;
+};
+
+struct Reply::Parts {
+  uint64_t id = 0;
+  std::vector<uint8_t> storage;
+  std::span<const uint8_t> result, body, payload;
+  std::vector<uint8_t> owned_payload;
+};
+
+class Worker {
+ public:
+  // Spawns the worker and waits until it is ready or options.startup_timeout.
+  // worker_error/startup_failed (with the stderr tail) if it exits first,
+  // timeout_error/startup_timeout, config_error for bad options,
+  // resource_error/shm_exhausted if /dev/shm cannot hold the rings.
+  static Expected<std::unique_ptr<Worker>> start(WorkerOptions options);
+  ~Worker();  // stop() with a 2 s grace
+
+  // Calls `command`. Errors: handler_error (handler_exception with
+  // exception_type and traceback in context; unknown_command),
+  // worker_error/worker_crashed (pid, signal or exit code, stderr tail),
+  // timeout_error/operation_timeout (the worker is then killed: a late reply
+  // can never be mistaken for a later call's), protocol_error,
+  // resource_error/payload_too_large.
+  Expected<Reply> call(std::string_view command, const Args& args = empty_args(),
+                       std::span<const uint8_t> payload = {}, const CallOptions& options = {});
+
+  // Asks the worker to exit, waits up to `grace`, then SIGKILL; reaps it and
+  // removes the segment. Idempotent.
+  Status stop(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
+
+  pid_t pid() const;
+  Transport transport() const;
+  const std::string& name() const;
+  // The worker's hello: {"pid", "python", "executable", "handlers"}.
+  const Reply& info() const;
+  // Last lines the worker wrote to stderr (newest last).
+  std::vector<std::string> stderr_tail() const;
+
+  struct State;
+
+ private:
+  explicit Worker(std::unique_ptr<State> s);
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace shmpool

@@ -1,0 +1,61 @@
+// shm_channel.h: one call at a time over a slot's request/response rings.
+// The caller holds the slot (Worker owns it; Pool has checked it out).
+//
+// The wait for a reply ends at the first of: a response frame, the deadline,
+// or the owner marking the worker gone (SlotData::worker_alive = 0, then a
+// ring of the response doorbell). Replies are verified (ipc::read_response)
+// and matched by request id.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "ipc/envelope.h"
+#include "ipc/segment.h"
+#include "shmpool/error.h"
+#include "shmpool/worker.h"
+
+namespace shmpool::detail {
+
+struct CallSpec {
+  uint64_t id = 0;
+  std::string_view session_id;
+  std::string_view command;
+  std::span<const uint8_t> args;
+  std::span<const uint8_t> payload;
+  std::span<const uint8_t> body;
+  int64_t deadline_ns = 0;  // CLOCK_MONOTONIC
+};
+
+// Error.type values ShmChannel produces that the caller must act on.
+inline constexpr std::string_view kWorkerGone = "worker_crashed";
+inline constexpr std::string_view kOperationTimeout = "operation_timeout";
+
+class ShmChannel {
+ public:
+  ShmChannel(ipc::Segment* segment, uint32_t slot, ipc::WaitPolicy policy);
+  ~ShmChannel() { release_held(); }
+
+  // Waits for the worker's hello (a Response with id 0).
+  Expected<Reply> await_hello(int64_t deadline_ns);
+  // Sends the request and waits for its reply. The reply's payload points
+  // into the response ring until release_held() or the next call.
+  Expected<Reply> call(const CallSpec& spec);
+  void release_held();
+
+ private:
+  Expected<Reply> await_reply(uint64_t id, int64_t deadline_ns);
+  ipc::Segment* segment_;
+  uint32_t slot_;
+  ipc::FrameRing requests_, responses_;
+  ipc::WaitPolicy policy_;
+  flatbuffers::FlatBufferBuilder fbb_{1024};
+  ipc::Frame held_{};
+  bool holding_ = false;
+};
+
+// Builds the Error carried in a response envelope.
+Error error_from_envelope(const schema::Error* e);
+
+}  // namespace shmpool::detail
