@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -45,6 +46,12 @@ struct Pipe {
 }  // namespace
 
 Expected<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(SpawnSpec spec) {
+  if (::access(spec.python.c_str(), X_OK) != 0) {
+    return make_error(Category::resource_error, "spawn_failed",
+                      "the Python interpreter is missing or not executable")
+        .with("python", spec.python)
+        .with("errno", std::strerror(errno));
+  }
   Pipe in, out, err;
   if (!in.open() || !out.open() || !err.open()) {
     return make_error(Category::resource_error, "spawn_failed", "cannot create pipes")
@@ -71,6 +78,10 @@ Expected<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(SpawnSpec spec) {
   Pipe::close_fd(out.w);
   Pipe::close_fd(err.w);
   if (ec || !child.valid()) {
+    if (child.id() > 0) {
+      int status;
+      ipc::retry_eintr([&] { return ::waitpid(child.id(), &status, 0); });  // reap the failed fork
+    }
     Pipe::close_fd(in.w);
     Pipe::close_fd(out.r);
     Pipe::close_fd(err.r);
@@ -118,12 +129,14 @@ Expected<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(SpawnSpec spec) {
   };
   auto on_exit = std::move(spec.on_exit);
   cb.on_exit = [self, on_exit](const ExitInfo& e) {
+    // The owner's callback runs first: once wait_exit() returns, it is done
+    // and whatever it touches (the segment) may be released.
+    if (on_exit) on_exit(e);
     {
       std::lock_guard lock(self->mu_);
       self->exit_ = e;
     }
     self->cv_.notify_all();
-    if (on_exit) on_exit(e);
   };
   wp->watch_id_ = child_watch().add(pidfd, watched_out, err.r, std::move(cb));
   return wp;

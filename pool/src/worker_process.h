@@ -30,7 +30,8 @@ struct SpawnSpec {
   bool pipe_stdio = false;  // keep stdin/stdout for the pipe-json protocol
   int slot = 0;
   LogCallback log;
-  std::function<void(const ExitInfo&)> on_exit;  // optional, after reaping
+  // Optional, after reaping and before exited()/wait_exit() report the exit.
+  std::function<void(const ExitInfo&)> on_exit;
 };
 
 class WorkerProcess {

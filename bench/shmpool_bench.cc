@@ -1,0 +1,229 @@
+// shmpool_bench: shared memory vs the pipe + JSON baseline, in one run, with
+// the same Python handlers. Every timed call's reply is checked; worker start
+// is excluded; each call is timed on its own (manual real time) so p50/p99
+// are reported as counters.
+//
+//   shmpool_bench [google benchmark flags]   e.g. --benchmark_out=b.json --benchmark_out_format=json
+//   shmpool_bench --demo                     headline cases and a comparison table
+#include <benchmark/benchmark.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "shmpool/worker.h"
+
+namespace {
+
+using shmpool::Transport;
+using Clock = std::chrono::steady_clock;
+
+shmpool::Worker& worker(Transport t) {
+  static std::map<Transport, std::unique_ptr<shmpool::Worker>> workers;
+  auto& w = workers[t];
+  if (!w) {
+    shmpool::WorkerOptions o;
+    o.transport = t;
+    o.request_ring_bytes = 8u << 20;
+    o.response_ring_bytes = 8u << 20;
+    auto started = shmpool::Worker::start(o);
+    if (!started.ok()) {
+      std::fprintf(stderr, "cannot start worker: %s\n", started.error().to_string().c_str());
+      std::exit(1);
+    }
+    w = std::move(started.value());
+  }
+  return *w;
+}
+
+Transport transport_of(const benchmark::State& state) { return Transport(state.range(0)); }
+
+// Times each call; verifies it with `check`; reports p50/p99 (us).
+template <class Call>
+void timed_calls(benchmark::State& state, Call&& call, int64_t idle_us = 0) {
+  std::vector<double> lat;
+  lat.reserve(1 << 16);
+  for (auto _ : state) {
+    if (idle_us) std::this_thread::sleep_for(std::chrono::microseconds(idle_us));
+    auto t0 = Clock::now();
+    bool ok = call();
+    auto t1 = Clock::now();
+    if (!ok) return;  // call() already reported SkipWithError
+    double s = std::chrono::duration<double>(t1 - t0).count();
+    state.SetIterationTime(s);
+    lat.push_back(s * 1e6);
+  }
+  if (lat.empty()) return;
+  std::sort(lat.begin(), lat.end());
+  auto pct = [&](double p) { return lat[std::min(lat.size() - 1, size_t(p * double(lat.size())))]; };
+  state.counters["p50_us"] = pct(0.50);
+  state.counters["p99_us"] = pct(0.99);
+}
+
+bool fail(benchmark::State& state, const shmpool::Error& e) {
+  state.SkipWithError(e.to_string().c_str());
+  return false;
+}
+
+void BM_Ping(benchmark::State& state) {
+  auto& w = worker(transport_of(state));
+  timed_calls(state, [&] {
+    auto r = w.call("ping");
+    if (!r.ok()) return fail(state, r.error());
+    if (!r->value().AsMap()["pong"].AsBool()) return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", "no pong"));
+    return true;
+  });
+}
+
+void BM_PingCold(benchmark::State& state) {
+  auto& w = worker(transport_of(state));
+  timed_calls(state, [&] {
+    auto r = w.call("ping");
+    if (!r.ok()) return fail(state, r.error());
+    return r->value().AsMap()["pong"].AsBool();
+  }, 1000);
+}
+
+void BM_SmallArgs(benchmark::State& state) {
+  auto& w = worker(transport_of(state));
+  const shmpool::Args args = shmpool::make_args([](flexbuffers::Builder& b) {
+    b.Int("id", 42);
+    b.Double("score", 0.75);
+    b.String("name", "shmpool");
+    b.Bool("flag", true);
+    b.Vector("tags", [&] { b.String("a"); b.String("b"); });
+  });
+  timed_calls(state, [&] {
+    auto r = w.call("echo", args);
+    if (!r.ok()) return fail(state, r.error());
+    if (r->value().AsMap()["id"].AsInt64() != 42) return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", "echo mismatch"));
+    return true;
+  });
+}
+
+// The payload handed to Python, which acknowledges it (returns its length).
+void BM_PayloadToPython(benchmark::State& state) {
+  auto& w = worker(transport_of(state));
+  const size_t n = size_t(state.range(1));
+  std::vector<uint8_t> payload(n, 0x5a);
+  timed_calls(state, [&] {
+    auto r = w.call("ack", shmpool::empty_args(), payload);
+    if (!r.ok()) return fail(state, r.error());
+    if (r->value().AsMap()["bytes"].AsUInt64() != n) return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", "wrong length"));
+    return true;
+  });
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n));
+}
+
+// The payload echoed back by Python.
+void BM_PayloadEcho(benchmark::State& state) {
+  auto& w = worker(transport_of(state));
+  const size_t n = size_t(state.range(1));
+  std::vector<uint8_t> payload(n, 0x5a);
+  timed_calls(state, [&] {
+    auto r = w.call("echo", shmpool::empty_args(), payload);
+    if (!r.ok()) return fail(state, r.error());
+    if (r->payload().size() != n || (n && r->payload()[n - 1] != 0x5a)) return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", "echo mismatch"));
+    return true;
+  });
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n) * 2);
+}
+
+void transports(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"transport"})->Arg(int(Transport::shm))->Arg(int(Transport::pipe_json));
+}
+void payload_sizes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"transport", "bytes"});
+  for (int64_t n : {64, 4096, 65536, 1 << 20}) {
+    b->Args({int64_t(Transport::shm), n})->Args({int64_t(Transport::pipe_json), n});
+  }
+}
+
+}  // namespace
+
+BENCHMARK(BM_Ping)->Apply(transports)->UseManualTime();
+BENCHMARK(BM_PingCold)->Apply(transports)->UseManualTime()->Iterations(300);
+BENCHMARK(BM_SmallArgs)->Apply(transports)->UseManualTime();
+BENCHMARK(BM_PayloadToPython)->Apply(payload_sizes)->UseManualTime();
+BENCHMARK(BM_PayloadEcho)->Apply(payload_sizes)->UseManualTime();
+
+namespace {
+
+// Collects runs to print the shm vs pipe_json table after the console output.
+class TableReporter : public benchmark::ConsoleReporter {
+ public:
+  struct Row { double p50 = 0, p99 = 0, mean_us = 0; };
+  std::map<std::string, std::map<std::string, Row>> rows;  // case -> transport -> row
+  std::vector<std::string> order;
+
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& r : runs) {
+      if (r.error_occurred || r.run_type != Run::RT_Iteration) continue;
+      std::string name = r.benchmark_name();
+      std::string transport = name.find("transport:0") != std::string::npos ? "shm" : "pipe_json";
+      std::string key = name;
+      for (const char* t : {"transport:0", "transport:1"}) {
+        if (auto p = key.find(t); p != std::string::npos) key.erase(p, std::strlen(t));
+      }
+      while (key.find("//") != std::string::npos) key.replace(key.find("//"), 2, "/");
+      if (key.back() == '/') key.pop_back();
+      if (auto p = key.find("/manual_time"); p != std::string::npos) key.erase(p);
+      if (auto p = key.find("/iterations:"); p != std::string::npos) key.erase(p);
+      Row row;
+      auto c = r.counters.find("p50_us");
+      if (c != r.counters.end()) row.p50 = c->second.value;
+      c = r.counters.find("p99_us");
+      if (c != r.counters.end()) row.p99 = c->second.value;
+      row.mean_us = r.GetAdjustedRealTime() * (r.time_unit == benchmark::kMicrosecond ? 1 : r.time_unit == benchmark::kMillisecond ? 1000 : 0.001);
+      if (!rows.count(key)) order.push_back(key);
+      rows[key][transport] = row;
+    }
+  }
+
+  void PrintTable() const {
+    std::printf("\n| case | shm p50 (us) | shm p99 (us) | pipe_json p50 (us) | pipe_json p99 (us) | p50 speed-up |\n");
+    std::printf("|---|---:|---:|---:|---:|---:|\n");
+    for (const auto& key : order) {
+      const auto& m = rows.at(key);
+      auto shm = m.find("shm"), pipe = m.find("pipe_json");
+      if (shm == m.end() || pipe == m.end()) continue;
+      std::printf("| %s | %.2f | %.2f | %.2f | %.2f | %.1fx |\n", key.c_str(), shm->second.p50,
+                  shm->second.p99, pipe->second.p50, pipe->second.p99,
+                  shm->second.p50 > 0 ? pipe->second.p50 / shm->second.p50 : 0.0);
+    }
+  }
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<char*> args(argv, argv + argc);
+  bool demo = false;
+  std::string filter_arg;
+  for (auto it = args.begin(); it != args.end();) {
+    if (std::strcmp(*it, "--demo") == 0) {
+      demo = true;
+      it = args.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  if (demo) {
+    filter_arg = "--benchmark_filter=BM_Ping|BM_SmallArgs|BM_PayloadToPython";
+    args.push_back(filter_arg.data());
+  }
+  int n = int(args.size());
+  benchmark::Initialize(&n, args.data());
+  TableReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  reporter.PrintTable();
+  benchmark::Shutdown();
+  return 0;
+}
