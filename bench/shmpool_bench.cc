@@ -3,8 +3,9 @@
 // is excluded; each call is timed on its own (manual real time) so p50/p99
 // are reported as counters.
 //
-//   shmpool_bench [google benchmark flags]   e.g. --benchmark_out=b.json --benchmark_out_format=json
-//   shmpool_bench --demo                     headline cases and a comparison table
+//   shmpool_bench [google benchmark flags]   e.g. --benchmark_out=b.json
+//   --benchmark_out_format=json shmpool_bench --demo                     headline cases and a
+//   comparison table
 #include <benchmark/benchmark.h>
 
 #include <algorithm>
@@ -61,7 +62,9 @@ void timed_calls(benchmark::State& state, Call&& call, int64_t idle_us = 0) {
   }
   if (lat.empty()) return;
   std::sort(lat.begin(), lat.end());
-  auto pct = [&](double p) { return lat[std::min(lat.size() - 1, size_t(p * double(lat.size())))]; };
+  auto pct = [&](double p) {
+    return lat[std::min(lat.size() - 1, size_t(p * double(lat.size())))];
+  };
   state.counters["p50_us"] = pct(0.50);
   state.counters["p99_us"] = pct(0.99);
 }
@@ -76,18 +79,23 @@ void BM_Ping(benchmark::State& state) {
   timed_calls(state, [&] {
     auto r = w.call("ping");
     if (!r.ok()) return fail(state, r.error());
-    if (!r->value().AsMap()["pong"].AsBool()) return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", "no pong"));
+    if (!r->value().AsMap()["pong"].AsBool())
+      return fail(state,
+                  shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", "no pong"));
     return true;
   });
 }
 
 void BM_PingCold(benchmark::State& state) {
   auto& w = worker(transport_of(state));
-  timed_calls(state, [&] {
-    auto r = w.call("ping");
-    if (!r.ok()) return fail(state, r.error());
-    return r->value().AsMap()["pong"].AsBool();
-  }, 1000);
+  timed_calls(
+      state,
+      [&] {
+        auto r = w.call("ping");
+        if (!r.ok()) return fail(state, r.error());
+        return r->value().AsMap()["pong"].AsBool();
+      },
+      1000);
 }
 
 void BM_SmallArgs(benchmark::State& state) {
@@ -97,12 +105,17 @@ void BM_SmallArgs(benchmark::State& state) {
     b.Double("score", 0.75);
     b.String("name", "shmpool");
     b.Bool("flag", true);
-    b.Vector("tags", [&] { b.String("a"); b.String("b"); });
+    b.Vector("tags", [&] {
+      b.String("a");
+      b.String("b");
+    });
   });
   timed_calls(state, [&] {
     auto r = w.call("echo", args);
     if (!r.ok()) return fail(state, r.error());
-    if (r->value().AsMap()["id"].AsInt64() != 42) return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", "echo mismatch"));
+    if (r->value().AsMap()["id"].AsInt64() != 42)
+      return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply",
+                                             "echo mismatch"));
     return true;
   });
 }
@@ -115,7 +128,9 @@ void BM_PayloadToPython(benchmark::State& state) {
   timed_calls(state, [&] {
     auto r = w.call("ack", shmpool::empty_args(), payload);
     if (!r.ok()) return fail(state, r.error());
-    if (r->value().AsMap()["bytes"].AsUInt64() != n) return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", "wrong length"));
+    if (r->value().AsMap()["bytes"].AsUInt64() != n)
+      return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply",
+                                             "wrong length"));
     return true;
   });
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n));
@@ -129,7 +144,9 @@ void BM_PayloadEcho(benchmark::State& state) {
   timed_calls(state, [&] {
     auto r = w.call("echo", shmpool::empty_args(), payload);
     if (!r.ok()) return fail(state, r.error());
-    if (r->payload().size() != n || (n && r->payload()[n - 1] != 0x5a)) return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", "echo mismatch"));
+    if (r->payload().size() != n || (n && r->payload()[n - 1] != 0x5a))
+      return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply",
+                                             "echo mismatch"));
     return true;
   });
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n) * 2);
@@ -158,7 +175,9 @@ namespace {
 // Collects runs to print the shm vs pipe_json table after the console output.
 class TableReporter : public benchmark::ConsoleReporter {
  public:
-  struct Row { double p50 = 0, p99 = 0, mean_us = 0; };
+  struct Row {
+    double p50 = 0, p99 = 0, mean_us = 0;
+  };
   std::map<std::string, std::map<std::string, Row>> rows;  // case -> transport -> row
   std::vector<std::string> order;
 
@@ -181,14 +200,18 @@ class TableReporter : public benchmark::ConsoleReporter {
       if (c != r.counters.end()) row.p50 = c->second.value;
       c = r.counters.find("p99_us");
       if (c != r.counters.end()) row.p99 = c->second.value;
-      row.mean_us = r.GetAdjustedRealTime() * (r.time_unit == benchmark::kMicrosecond ? 1 : r.time_unit == benchmark::kMillisecond ? 1000 : 0.001);
+      row.mean_us = r.GetAdjustedRealTime() * (r.time_unit == benchmark::kMicrosecond   ? 1
+                                               : r.time_unit == benchmark::kMillisecond ? 1000
+                                                                                        : 0.001);
       if (!rows.count(key)) order.push_back(key);
       rows[key][transport] = row;
     }
   }
 
   void PrintTable() const {
-    std::printf("\n| case | shm p50 (us) | shm p99 (us) | pipe_json p50 (us) | pipe_json p99 (us) | p50 speed-up |\n");
+    std::printf(
+        "\n| case | shm p50 (us) | shm p99 (us) | pipe_json p50 (us) | pipe_json p99 (us) | p50 "
+        "speed-up |\n");
     std::printf("|---|---:|---:|---:|---:|---:|\n");
     for (const auto& key : order) {
       const auto& m = rows.at(key);

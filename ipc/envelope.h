@@ -28,7 +28,7 @@ namespace shmpool::ipc {
 // requested size inside the ring.
 struct PayloadWriter {
   std::size_t size = 0;
-  const uint8_t* copy_from = nullptr;  // copy `size` bytes from here, or
+  const uint8_t* copy_from = nullptr;                         // copy `size` bytes from here, or
   void (*fill)(void* ctx, std::span<uint8_t> dst) = nullptr;  // call fill(ctx, dst)
   void* ctx = nullptr;
 };

@@ -28,22 +28,38 @@ enum class Errc : uint8_t {
 
 constexpr std::string_view errc_name(Errc e) {
   switch (e) {
-    case Errc::ok: return "ok";
-    case Errc::empty: return "empty";
-    case Errc::timed_out: return "timed_out";
-    case Errc::ring_full: return "ring_full";
-    case Errc::frame_too_large: return "frame_too_large";
-    case Errc::corrupt: return "corrupt";
-    case Errc::peer_dead: return "peer_dead";
-    case Errc::bad_name: return "bad_name";
-    case Errc::bad_magic: return "bad_magic";
-    case Errc::bad_version: return "bad_version";
-    case Errc::bad_layout: return "bad_layout";
-    case Errc::exists: return "exists";
-    case Errc::not_found: return "not_found";
-    case Errc::no_space: return "no_space";
-    case Errc::permission: return "permission";
-    case Errc::system: return "system";
+    case Errc::ok:
+      return "ok";
+    case Errc::empty:
+      return "empty";
+    case Errc::timed_out:
+      return "timed_out";
+    case Errc::ring_full:
+      return "ring_full";
+    case Errc::frame_too_large:
+      return "frame_too_large";
+    case Errc::corrupt:
+      return "corrupt";
+    case Errc::peer_dead:
+      return "peer_dead";
+    case Errc::bad_name:
+      return "bad_name";
+    case Errc::bad_magic:
+      return "bad_magic";
+    case Errc::bad_version:
+      return "bad_version";
+    case Errc::bad_layout:
+      return "bad_layout";
+    case Errc::exists:
+      return "exists";
+    case Errc::not_found:
+      return "not_found";
+    case Errc::no_space:
+      return "no_space";
+    case Errc::permission:
+      return "permission";
+    case Errc::system:
+      return "system";
   }
   return "unknown";
 }

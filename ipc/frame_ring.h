@@ -58,7 +58,7 @@ struct FrameHeader {
   uint32_t body_length;      // bytes after this header, before padding
   uint32_t envelope_offset;  // FlatBuffer envelope, relative to the body
   uint32_t envelope_length;
-  uint64_t sequence;         // producer's frame counter (diagnostics)
+  uint64_t sequence;  // producer's frame counter (diagnostics)
   uint8_t reserved[40];
 };
 static_assert(sizeof(FrameHeader) == kCacheLine);

@@ -25,11 +25,19 @@ constexpr uint32_t kMaxSlots = 1024;
 
 Errc map_errno(int e) {
   switch (e) {
-    case EEXIST: return Errc::exists;
-    case ENOENT: return Errc::not_found;
-    case ENOSPC: case ENOMEM: case EFBIG: return Errc::no_space;
-    case EACCES: case EPERM: return Errc::permission;
-    default: return Errc::system;
+    case EEXIST:
+      return Errc::exists;
+    case ENOENT:
+      return Errc::not_found;
+    case ENOSPC:
+    case ENOMEM:
+    case EFBIG:
+      return Errc::no_space;
+    case EACCES:
+    case EPERM:
+      return Errc::permission;
+    default:
+      return Errc::system;
   }
 }
 
@@ -64,8 +72,8 @@ std::string shm_object_name(std::string_view pool_name) {
   return std::string(kShmPrefix) + std::string(pool_name);
 }
 
-Errc Segment::create(std::string_view pool_name, const Geometry& g,
-                     std::unique_ptr<Segment>* out, SysError* err) {
+Errc Segment::create(std::string_view pool_name, const Geometry& g, std::unique_ptr<Segment>* out,
+                     SysError* err) {
   if (!valid_pool_name(pool_name)) return Errc::bad_name;
   Layout layout;
   if (Errc e = compute_layout(g, &layout); e != Errc::ok) return e;
@@ -74,7 +82,8 @@ Errc Segment::create(std::string_view pool_name, const Geometry& g,
   seg->mapping_ = std::make_unique<Mapping>();
   try {
     bip::permissions perm(0600);
-    seg->mapping_->shm = bip::shared_memory_object(bip::create_only, obj.c_str(), bip::read_write, perm);
+    seg->mapping_->shm =
+        bip::shared_memory_object(bip::create_only, obj.c_str(), bip::read_write, perm);
   } catch (const bip::interprocess_exception& ex) {
     int e = ex.get_native_error();
     if (err) *err = SysError{e, "shm_open"};
@@ -90,7 +99,8 @@ Errc Segment::create(std::string_view pool_name, const Geometry& g,
     return map_errno(rc);
   }
   try {
-    seg->mapping_->region = bip::mapped_region(seg->mapping_->shm, bip::read_write, 0, layout.total);
+    seg->mapping_->region =
+        bip::mapped_region(seg->mapping_->shm, bip::read_write, 0, layout.total);
   } catch (const bip::interprocess_exception& ex) {
     if (err) *err = SysError{ex.get_native_error(), "mmap"};
     bip::shared_memory_object::remove(obj.c_str());
@@ -138,7 +148,8 @@ Errc Segment::attach(std::string_view pool_name, std::unique_ptr<Segment>* out, 
     return Errc::bad_magic;
   }
   try {
-    seg->mapping_->region = bip::mapped_region(seg->mapping_->shm, bip::read_write, 0, size_t(file_size));
+    seg->mapping_->region =
+        bip::mapped_region(seg->mapping_->shm, bip::read_write, 0, size_t(file_size));
   } catch (const bip::interprocess_exception& ex) {
     if (err) *err = SysError{ex.get_native_error(), "mmap"};
     return Errc::system;
@@ -167,14 +178,15 @@ Errc Segment::attach(std::string_view pool_name, std::unique_ptr<Segment>* out, 
 Errc Segment::remove(std::string_view pool_name) {
   if (!valid_pool_name(pool_name)) return Errc::bad_name;
   return bip::shared_memory_object::remove(shm_object_name(pool_name).c_str()) ? Errc::ok
-                                                                              : Errc::not_found;
+                                                                               : Errc::not_found;
 }
 
 Segment::~Segment() = default;
 
 SlotData& Segment::slot(uint32_t i) const {
   if (i >= geometry_.slot_count) std::abort();  // programming error, not shm input
-  return *std::launder(reinterpret_cast<SlotData*>(base_ + layout_.slots_offset + i * sizeof(SlotData)));
+  return *std::launder(
+      reinterpret_cast<SlotData*>(base_ + layout_.slots_offset + i * sizeof(SlotData)));
 }
 
 FrameRing Segment::request_ring(uint32_t i) const {
@@ -183,7 +195,8 @@ FrameRing Segment::request_ring(uint32_t i) const {
 }
 
 FrameRing Segment::response_ring(uint32_t i) const {
-  uint8_t* data = base_ + layout_.rings_offset + i * layout_.slot_stride + geometry_.request_ring_bytes;
+  uint8_t* data =
+      base_ + layout_.rings_offset + i * layout_.slot_stride + geometry_.request_ring_bytes;
   return FrameRing(&slot(i).response, data, geometry_.response_ring_bytes);
 }
 

@@ -46,7 +46,14 @@ struct Geometry {
 //   idle     -> retiring   owner retires an overflow/recycled worker (CAS)
 //   any      -> dead       owner saw the worker exit
 //   dead/retiring -> empty owner reaped the process and reset the rings
-enum class SlotState : uint8_t { empty = 0, starting = 1, idle = 2, busy = 3, retiring = 4, dead = 5 };
+enum class SlotState : uint8_t {
+  empty = 0,
+  starting = 1,
+  idle = 2,
+  busy = 3,
+  retiring = 4,
+  dead = 5
+};
 
 // State word: [generation:32][unused:24][state:8]. Every transition bumps
 // the generation, so a CAS from a stale snapshot fails (no ABA).
@@ -57,15 +64,16 @@ constexpr SlotState slot_state(uint64_t word) { return SlotState(word & 0xff); }
 constexpr uint32_t slot_generation(uint64_t word) { return uint32_t(word >> 32); }
 
 // One worker slot. Field table (writer / reader / order; writer dies mid-update):
-// | state          | owner, clients (CAS)   | all      | acq_rel CAS / acquire | stays busy: owner reclaims on owner-pid death |
-// | owner          | client after checkout  | owner    | relaxed (published by state CAS) | stale: ignored once state moves |
-// | worker_pid     | owner                  | all      | release / acquire     | -                              |
-// | worker_alive   | owner (1 ready, 0 gone) ; worker sets 1 when ready | clients waiting | release / acquire | - |
-// | worker_epoch   | owner, +1 per new process | clients | release / acquire    | -                              |
-// | progress       | worker, +1 per dispatch | owner (health) | relaxed          | stops advancing: stuck         |
-// | counters       | the process that did the work | all (stats) | relaxed      | a count may be lost            |
-// | request ring   | producer: client; consumer: worker |
-// | response ring  | producer: worker; consumer: client |
+// | state          | owner, clients (CAS)   | all      | acq_rel CAS / acquire | stays busy: owner
+// reclaims on owner-pid death | | owner          | client after checkout  | owner    | relaxed
+// (published by state CAS) | stale: ignored once state moves | | worker_pid     | owner | all |
+// release / acquire     | -                              | | worker_alive   | owner (1 ready, 0
+// gone) ; worker sets 1 when ready | clients waiting | release / acquire | - | | worker_epoch   |
+// owner, +1 per new process | clients | release / acquire    | -                              | |
+// progress       | worker, +1 per dispatch | owner (health) | relaxed          | stops advancing:
+// stuck         | | counters       | the process that did the work | all (stats) | relaxed      | a
+// count may be lost            | | request ring   | producer: client; consumer: worker | | response
+// ring  | producer: worker; consumer: client |
 struct SlotData {
   alignas(kCacheLine) std::atomic<uint64_t> state{0};
   std::atomic<uint64_t> owner{0};  // client pid << 32 | client token
@@ -138,8 +146,8 @@ class Segment {
   // Creates and pre-allocates a new segment (mode 0600). Errc::exists if the
   // name is taken, Errc::no_space if /dev/shm cannot hold it (the partial
   // object is removed), Errc::bad_name / bad_layout on bad input.
-  static Errc create(std::string_view pool_name, const Geometry& g,
-                     std::unique_ptr<Segment>* out, SysError* err = nullptr);
+  static Errc create(std::string_view pool_name, const Geometry& g, std::unique_ptr<Segment>* out,
+                     SysError* err = nullptr);
   // Maps an existing segment and verifies magic, version and layout.
   static Errc attach(std::string_view pool_name, std::unique_ptr<Segment>* out,
                      SysError* err = nullptr);

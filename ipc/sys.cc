@@ -15,9 +15,7 @@ namespace shmpool::ipc {
 static_assert(sizeof(std::atomic<uint32_t>) == sizeof(uint32_t));
 static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
-std::string SysError::message() const {
-  return std::string(call) + ": " + std::strerror(errnum);
-}
+std::string SysError::message() const { return std::string(call) + ": " + std::strerror(errnum); }
 
 int64_t monotonic_ns() {
   timespec ts;
@@ -25,8 +23,7 @@ int64_t monotonic_ns() {
   return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-FutexResult futex_wait(const std::atomic<uint32_t>* word, uint32_t expected,
-                       int64_t deadline_ns) {
+FutexResult futex_wait(const std::atomic<uint32_t>* word, uint32_t expected, int64_t deadline_ns) {
   timespec ts{};
   timespec* tsp = nullptr;
   if (deadline_ns > 0) {
@@ -37,8 +34,8 @@ FutexResult futex_wait(const std::atomic<uint32_t>* word, uint32_t expected,
   // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC deadline, so retrying
   // after EINTR does not stretch the wait.
   long r = retry_eintr([&] {
-    return syscall(SYS_futex, reinterpret_cast<const uint32_t*>(word), FUTEX_WAIT_BITSET,
-                   expected, tsp, nullptr, FUTEX_BITSET_MATCH_ANY);
+    return syscall(SYS_futex, reinterpret_cast<const uint32_t*>(word), FUTEX_WAIT_BITSET, expected,
+                   tsp, nullptr, FUTEX_BITSET_MATCH_ANY);
   });
   if (r == 0) return FutexResult::woken;
   if (errno == ETIMEDOUT) return FutexResult::timed_out;
@@ -46,8 +43,8 @@ FutexResult futex_wait(const std::atomic<uint32_t>* word, uint32_t expected,
 }
 
 int futex_wake(const std::atomic<uint32_t>* word, int count) {
-  long r = syscall(SYS_futex, reinterpret_cast<const uint32_t*>(word), FUTEX_WAKE, count,
-                   nullptr, nullptr, 0);
+  long r = syscall(SYS_futex, reinterpret_cast<const uint32_t*>(word), FUTEX_WAKE, count, nullptr,
+                   nullptr, 0);
   return r < 0 ? 0 : int(r);
 }
 

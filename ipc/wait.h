@@ -35,10 +35,9 @@ struct WaitPolicy {
 // Lives in shared memory. Zeroed memory is a valid idle doorbell.
 // | field   | written by                        | read by            | order   |
 // | seq     | publisher (`ring`), only when waiters > 0 | waiter (futex) | release / acquire |
-// | waiters | waiter (inc/dec around the sleep) | publisher (`ring`) | seq_cst RMW / fence + relaxed |
-// If a writer dies mid-update, a waiter sees at worst a spurious wake-up or
-// sleeps until its own deadline; `waiters` may stay > 0, costing one useless
-// futex_wake per ring.
+// | waiters | waiter (inc/dec around the sleep) | publisher (`ring`) | seq_cst RMW / fence +
+// relaxed | If a writer dies mid-update, a waiter sees at worst a spurious wake-up or sleeps until
+// its own deadline; `waiters` may stay > 0, costing one useless futex_wake per ring.
 struct Doorbell {
   std::atomic<uint32_t> seq{0};
   std::atomic<uint32_t> waiters{0};
@@ -50,8 +49,9 @@ struct Doorbell {
     // waiter bumps `waiters` then re-reads the data. The seq_cst fence orders
     // our publishing store before the load, so one of us sees the other.
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (waiters.load(std::memory_order_relaxed) != 0) {  // pairs with waiters.fetch_add in wait_until
-      seq.fetch_add(1, std::memory_order_release);         // pairs with the futex compare
+    if (waiters.load(std::memory_order_relaxed) !=
+        0) {                                        // pairs with waiters.fetch_add in wait_until
+      seq.fetch_add(1, std::memory_order_release);  // pairs with the futex compare
       futex_wake(&seq, INT32_MAX);
     }
   }
@@ -73,12 +73,12 @@ inline void cpu_relax() {
 // (<= 0: wait forever; pool/ always passes one). `ready` must only read
 // shared state; it is called many times.
 template <class Ready>
-WaitResult wait_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns, const WaitPolicy& policy) {
+WaitResult wait_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns,
+                      const WaitPolicy& policy) {
   if (ready()) return WaitResult::ready;
   if (policy.strategy != WaitStrategy::block) {
-    const int64_t spin_end = policy.strategy == WaitStrategy::spin
-                                 ? deadline_ns
-                                 : monotonic_ns() + policy.spin_ns;
+    const int64_t spin_end =
+        policy.strategy == WaitStrategy::spin ? deadline_ns : monotonic_ns() + policy.spin_ns;
     for (uint32_t i = 1;; ++i) {
       cpu_relax();
       if (ready()) return WaitResult::ready;
@@ -91,7 +91,7 @@ WaitResult wait_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns, const 
   }
   for (;;) {
     bell.waiters.fetch_add(1, std::memory_order_seq_cst);  // pairs with the fence in ring()
-    std::atomic_thread_fence(std::memory_order_seq_cst);    // orders it before ready()'s loads
+    std::atomic_thread_fence(std::memory_order_seq_cst);   // orders it before ready()'s loads
     // Read after registering: a publisher that bumps seq from here on makes
     // the futex compare fail, one that finished before is seen by ready().
     uint32_t seen = bell.seq.load(std::memory_order_acquire);
@@ -102,8 +102,7 @@ WaitResult wait_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns, const 
     FutexResult r = futex_wait(&bell.seq, seen, deadline_ns);
     bell.waiters.fetch_sub(1, std::memory_order_relaxed);
     if (ready()) return WaitResult::ready;
-    if (r == FutexResult::timed_out ||
-        (deadline_ns > 0 && monotonic_ns() >= deadline_ns)) {
+    if (r == FutexResult::timed_out || (deadline_ns > 0 && monotonic_ns() >= deadline_ns)) {
       return WaitResult::timed_out;
     }
   }

@@ -21,7 +21,7 @@ std::vector<uint8_t> request_envelope(uint64_t id, size_t payload) {
   flex.Finish();
   schema::PayloadRef ref(0, payload);
   auto req = schema::CreateRequestDirect(fbb, id, "sid", "cmd", &flex.GetBuffer(),
-                                          payload ? &ref : nullptr);
+                                         payload ? &ref : nullptr);
   fbb.Finish(req);
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }
@@ -45,7 +45,8 @@ TEST(Envelope, RequestRoundTripWithPayload) {
   EXPECT_EQ(v.request->args_flexbuffer_root().AsMap()["x"].AsInt64(), 1);
   ASSERT_EQ(v.payload.size(), payload.size());
   EXPECT_TRUE(std::equal(payload.begin(), payload.end(), v.payload.begin()));
-  EXPECT_EQ(reinterpret_cast<uintptr_t>(v.payload.data()) % 64, 0u) << "payload is cache-line aligned";
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(v.payload.data()) % 64, 0u)
+      << "payload is cache-line aligned";
 }
 
 TEST(Envelope, PayloadRefOutsideTheFrameIsCorrupt) {

@@ -1,13 +1,13 @@
 // FrameRing: wrap-around, full, oversize, padding, corrupt input, and a
 // concurrent producer/consumer (run under TSan too).
-#include "ipc/frame_ring.h"
-
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <random>
 #include <thread>
 #include <vector>
+
+#include "ipc/frame_ring.h"
 
 namespace shmpool::ipc {
 namespace {

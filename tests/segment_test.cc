@@ -43,7 +43,7 @@ TEST_F(SegmentTest, IsCreatedWithMode0600) {
   const std::string name = unique_name("mode");
   std::unique_ptr<Segment> seg;
   ASSERT_EQ(Segment::create(name, Geometry{}, &seg), Errc::ok);
-  struct stat st{};
+  struct stat st {};
   ASSERT_EQ(::stat(("/dev/shm/" + shm_object_name(name)).c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
   EXPECT_EQ(uint64_t(st.st_size), seg->size());
@@ -53,7 +53,9 @@ TEST_F(SegmentTest, IsCreatedWithMode0600) {
 
 TEST_F(SegmentTest, RejectsBadNames) {
   std::unique_ptr<Segment> seg;
-  for (std::string bad : {std::string(), std::string(".hidden"), std::string("a/b"), std::string("sp ace"), std::string("new\nline"), std::string(65, 'a'), std::string("\xc3\xbcn")}) {
+  for (std::string bad :
+       {std::string(), std::string(".hidden"), std::string("a/b"), std::string("sp ace"),
+        std::string("new\nline"), std::string(65, 'a'), std::string("\xc3\xbcn")}) {
     EXPECT_EQ(Segment::create(bad, Geometry{}, &seg), Errc::bad_name) << bad;
     EXPECT_EQ(Segment::attach(bad, &seg), Errc::bad_name) << bad;
   }

@@ -15,7 +15,9 @@ TEST_P(WaitStrategies, ReturnsTimedOutAtTheDeadlineAndNotBefore) {
   Doorbell bell;
   WaitPolicy policy{GetParam(), 100'000};
   const int64_t deadline = monotonic_ns() + 30'000'000;
-  EXPECT_EQ(wait_until(bell, [] { return false; }, deadline, policy), WaitResult::timed_out);
+  EXPECT_EQ(wait_until(
+                bell, [] { return false; }, deadline, policy),
+            WaitResult::timed_out);
   EXPECT_GE(monotonic_ns(), deadline);
 }
 
@@ -28,18 +30,21 @@ TEST_P(WaitStrategies, ReturnsReadyWhenAnotherThreadPublishes) {
       value.store(uint64_t(round), std::memory_order_release);
       bell.ring();
     });
-    EXPECT_EQ(wait_until(bell, [&] { return value.load(std::memory_order_acquire) == uint64_t(round); },
-                         monotonic_ns() + 10'000'000'000, policy),
+    EXPECT_EQ(wait_until(
+                  bell, [&] { return value.load(std::memory_order_acquire) == uint64_t(round); },
+                  monotonic_ns() + 10'000'000'000, policy),
               WaitResult::ready);
     publisher.join();
   }
 }
 
 INSTANTIATE_TEST_SUITE_P(All, WaitStrategies,
-                         ::testing::Values(WaitStrategy::spin, WaitStrategy::hybrid, WaitStrategy::block),
+                         ::testing::Values(WaitStrategy::spin, WaitStrategy::hybrid,
+                                           WaitStrategy::block),
                          [](const auto& info) {
-                           return info.param == WaitStrategy::spin ? "spin"
-                                  : info.param == WaitStrategy::hybrid ? "hybrid" : "block";
+                           return info.param == WaitStrategy::spin     ? "spin"
+                                  : info.param == WaitStrategy::hybrid ? "hybrid"
+                                                                       : "block";
                          });
 
 TEST(Doorbell, ZeroedMemoryIsAnIdleDoorbell) {

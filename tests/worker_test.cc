@@ -83,7 +83,11 @@ TEST_P(WorkerTest, ArgsOfEveryTypeRoundTrip) {
     b.String("str", unicode);
     b.Key("bytes");
     b.Blob(blob.data(), blob.size());
-    b.Vector("list", [&] { b.Int(1); b.String("two"); b.Double(3.5); });
+    b.Vector("list", [&] {
+      b.Int(1);
+      b.String("two");
+      b.Double(3.5);
+    });
     b.Map("nested", [&] { b.Map("deeper", [&] { b.Int("x", 9); }); });
   });
   auto r = w->call("types", args);
@@ -121,7 +125,8 @@ TEST_P(WorkerTest, ContextCarriesSessionAndRequestIds) {
   auto anon = w->call("session");
   ASSERT_TRUE(anon.ok());
   EXPECT_TRUE(anon->value().AsMap()["session_id"].IsNull());
-  EXPECT_GT(anon->value().AsMap()["request_id"].AsUInt64(), r->value().AsMap()["request_id"].AsUInt64());
+  EXPECT_GT(anon->value().AsMap()["request_id"].AsUInt64(),
+            r->value().AsMap()["request_id"].AsUInt64());
 }
 
 TEST_P(WorkerTest, PayloadsOfManySizesRoundTrip) {
@@ -147,18 +152,22 @@ TEST_P(WorkerTest, NumpyReadsThePayloadWithoutCopying) {
   std::vector<double> values(1000);
   double expected = 0;
   for (size_t i = 0; i < values.size(); ++i) expected += (values[i] = double(i) * 0.5);
-  std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(values.data()), values.size() * 8);
-  auto r = w->call("numpy_sum", make_args([](flexbuffers::Builder& b) { b.String("dtype", "float64"); }), bytes);
+  std::span<const uint8_t> bytes(reinterpret_cast<const uint8_t*>(values.data()),
+                                 values.size() * 8);
+  auto r = w->call("numpy_sum",
+                   make_args([](flexbuffers::Builder& b) { b.String("dtype", "float64"); }), bytes);
   ASSERT_TRUE(r.ok()) << r.error().to_string();
   EXPECT_DOUBLE_EQ(r->value().AsMap()["sum"].AsDouble(), expected);
   EXPECT_EQ(r->value().AsMap()["n"].AsInt64(), 1000);
-  EXPECT_FALSE(r->value().AsMap()["writeable"].AsBool()) << "the view into the request is read-only";
+  EXPECT_FALSE(r->value().AsMap()["writeable"].AsBool())
+      << "the view into the request is read-only";
 }
 
 TEST_P(WorkerTest, HandlerExceptionBecomesHandlerErrorWithTraceback) {
   auto w = start();
   ASSERT_TRUE(w);
-  auto r = w->call("fail", make_args([](flexbuffers::Builder& b) { b.String("message", "bad input 17"); }));
+  auto r = w->call("fail",
+                   make_args([](flexbuffers::Builder& b) { b.String("message", "bad input 17"); }));
   ASSERT_FALSE(r.ok());
   const Error& e = r.error();
   EXPECT_EQ(e.category, Category::handler_error);
@@ -283,7 +292,8 @@ TEST_P(WorkerTest, MissingInterpreterIsAResourceError) {
   EXPECT_EQ(w.error().context.at("python"), "/nonexistent/python3");
 }
 
-INSTANTIATE_TEST_SUITE_P(Transports, WorkerTest, ::testing::Values(Transport::shm, Transport::pipe_json),
+INSTANTIATE_TEST_SUITE_P(Transports, WorkerTest,
+                         ::testing::Values(Transport::shm, Transport::pipe_json),
                          [](const auto& info) { return std::string(transport_name(info.param)); });
 
 class ShmWorkerTest : public test::LeakCheck {};
@@ -333,6 +343,18 @@ TEST_F(ShmWorkerTest, InvalidNameAndRingSizeAreConfigErrors) {
   w = Worker::start(o);
   ASSERT_FALSE(w.ok());
   EXPECT_EQ(w.error().type, "invalid_ring_size");
+}
+
+TEST_F(ShmWorkerTest, SourceCheckoutInTheWorkingDirectoryDoesNotShadowTheBuiltPackage) {
+  // From the project root, `python -m python_shm_worker` used to import the
+  // source package (no native core) instead of the built one.
+  char old_cwd[4096];
+  ASSERT_NE(getcwd(old_cwd, sizeof old_cwd), nullptr);
+  ASSERT_EQ(chdir(SHMPOOL_SOURCE_DIR), 0);
+  auto w = Worker::start(options(Transport::shm));
+  ASSERT_EQ(chdir(old_cwd), 0);
+  ASSERT_TRUE(w.ok()) << w.error().to_string();
+  EXPECT_TRUE((*w)->call("ping").ok());
 }
 
 TEST_F(ShmWorkerTest, StopRemovesTheSegmentAndReapsTheWorker) {

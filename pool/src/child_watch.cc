@@ -108,7 +108,8 @@ struct ChildWatch::State {
           while (c.err >= 0) drain(c, c.err, c.err_buf, true);
           siginfo_t info{};
           ExitInfo exit;
-          if (ipc::retry_eintr([&] { return waitid(P_PIDFD, id_t(c.pidfd), &info, WEXITED); }) == 0) {
+          if (ipc::retry_eintr([&] { return waitid(P_PIDFD, id_t(c.pidfd), &info, WEXITED); }) ==
+              0) {
             if (info.si_code == CLD_EXITED) {
               exit.exit_code = info.si_status;
             } else {

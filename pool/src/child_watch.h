@@ -16,8 +16,8 @@
 namespace shmpool::detail {
 
 struct ExitInfo {
-  int exit_code = -1;  // valid when signal == 0
-  int signal = 0;      // terminating signal, 0 if it exited normally
+  int exit_code = -1;            // valid when signal == 0
+  int signal = 0;                // terminating signal, 0 if it exited normally
   std::string describe() const;  // "killed by SIGKILL" / "exited with code 3"
 };
 

@@ -1,18 +1,24 @@
+#include "shmpool/error.h"
+
 #include <cstdio>
 #include <cstdlib>
-
-#include "shmpool/error.h"
 
 namespace shmpool {
 
 std::string_view category_name(Category c) {
   switch (c) {
-    case Category::timeout_error: return "timeout_error";
-    case Category::worker_error: return "worker_error";
-    case Category::protocol_error: return "protocol_error";
-    case Category::handler_error: return "handler_error";
-    case Category::resource_error: return "resource_error";
-    case Category::config_error: return "config_error";
+    case Category::timeout_error:
+      return "timeout_error";
+    case Category::worker_error:
+      return "worker_error";
+    case Category::protocol_error:
+      return "protocol_error";
+    case Category::handler_error:
+      return "handler_error";
+    case Category::resource_error:
+      return "resource_error";
+    case Category::config_error:
+      return "config_error";
   }
   return "unknown_error";
 }

@@ -28,8 +28,9 @@ Error timed_out() {
 Expected<Reply> PipeChannel::call(const CallSpec& spec) {
   json req = {{"id", spec.id}, {"command", std::string(spec.command)}};
   if (!spec.session_id.empty()) req["session_id"] = std::string(spec.session_id);
-  req["args"] = spec.args.empty() ? json::object()
-                                  : flex_to_json(flexbuffers::GetRoot(spec.args.data(), spec.args.size()), 0);
+  req["args"] = spec.args.empty()
+                    ? json::object()
+                    : flex_to_json(flexbuffers::GetRoot(spec.args.data(), spec.args.size()), 0);
   if (!spec.payload.empty()) req["payload"] = base64_encode(spec.payload);
   buf_.assign(4, '\0');
   buf_ += req.dump();
@@ -43,9 +44,11 @@ Expected<Reply> PipeChannel::call(const CallSpec& spec) {
     pollfd p{out_, POLLOUT, 0};
     int64_t left_ms = (spec.deadline_ns - ipc::monotonic_ns()) / 1'000'000;
     if (left_ms <= 0) return timed_out();
-    int r = ipc::retry_eintr([&] { return ::poll(&p, 1, int(std::min<int64_t>(left_ms, INT32_MAX))); });
+    int r =
+        ipc::retry_eintr([&] { return ::poll(&p, 1, int(std::min<int64_t>(left_ms, INT32_MAX))); });
     if (r == 0) return timed_out();
-    ssize_t w = ipc::retry_eintr([&] { return ::write(out_, buf_.data() + off, buf_.size() - off); });
+    ssize_t w =
+        ipc::retry_eintr([&] { return ::write(out_, buf_.data() + off, buf_.size() - off); });
     if (w < 0) return gone();
     off += size_t(w);
   }
@@ -57,7 +60,8 @@ Status PipeChannel::read_exact(uint8_t* dst, size_t n, int64_t deadline_ns) {
     pollfd p{in_, POLLIN, 0};
     int64_t left_ms = (deadline_ns - ipc::monotonic_ns() + 999'999) / 1'000'000;
     if (left_ms <= 0) return timed_out();
-    int r = ipc::retry_eintr([&] { return ::poll(&p, 1, int(std::min<int64_t>(left_ms, INT32_MAX))); });
+    int r =
+        ipc::retry_eintr([&] { return ::poll(&p, 1, int(std::min<int64_t>(left_ms, INT32_MAX))); });
     if (r == 0) return timed_out();
     ssize_t got = ipc::retry_eintr([&] { return ::read(in_, dst, n); });
     if (got <= 0) return gone();
@@ -83,7 +87,8 @@ Expected<Reply> PipeChannel::read_reply(uint64_t id, int64_t deadline_ns) {
     return make_error(Category::protocol_error, "invalid_response", "reply is not a JSON object");
   }
   if (j.value("id", uint64_t(0)) != id) {
-    return make_error(Category::protocol_error, "unexpected_response", "reply does not match the request");
+    return make_error(Category::protocol_error, "unexpected_response",
+                      "reply does not match the request");
   }
   if (j.value("status", std::string()) != "ok") {
     // Reuse the shm decoding of the error by building the same FlatBuffer.
@@ -92,10 +97,13 @@ Expected<Reply> PipeChannel::read_reply(uint64_t id, int64_t deadline_ns) {
     std::vector<flatbuffers::Offset<schema::KeyValue>> kvs;
     if (e.contains("context") && e["context"].is_object()) {
       for (auto& [k, v] : e["context"].items()) {
-        kvs.push_back(schema::CreateKeyValueDirect(fbb, k.c_str(), v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str()));
+        kvs.push_back(schema::CreateKeyValueDirect(
+            fbb, k.c_str(), v.is_string() ? v.get<std::string>().c_str() : v.dump().c_str()));
       }
     }
-    auto str = [&](const char* k) { return e.contains(k) && e[k].is_string() ? e[k].get<std::string>() : std::string(); };
+    auto str = [&](const char* k) {
+      return e.contains(k) && e[k].is_string() ? e[k].get<std::string>() : std::string();
+    };
     fbb.Finish(schema::CreateErrorDirect(fbb, str("category").c_str(), str("type").c_str(),
                                          str("message").c_str(), &kvs));
     return error_from_envelope(flatbuffers::GetRoot<schema::Error>(fbb.GetBufferPointer()));

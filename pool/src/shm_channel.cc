@@ -17,7 +17,8 @@ Category parse_category(std::string_view s, bool* known) {
 }  // namespace
 
 Error error_from_envelope(const schema::Error* e) {
-  if (!e) return make_error(Category::protocol_error, "invalid_response", "error reply without an error");
+  if (!e)
+    return make_error(Category::protocol_error, "invalid_response", "error reply without an error");
   bool known = false;
   Error err;
   err.category = parse_category(e->category() ? e->category()->string_view() : "", &known);
@@ -46,14 +47,14 @@ void ShmChannel::release_held() {
   }
 }
 
-Expected<Reply> ShmChannel::await_hello(int64_t deadline_ns) {
-  return await_reply(0, deadline_ns);
-}
+Expected<Reply> ShmChannel::await_hello(int64_t deadline_ns) { return await_reply(0, deadline_ns); }
 
 Expected<Reply> ShmChannel::call(const CallSpec& spec) {
   release_held();
   fbb_.Clear();
-  auto session = spec.session_id.empty() ? 0 : fbb_.CreateString(spec.session_id.data(), spec.session_id.size());
+  auto session = spec.session_id.empty()
+                     ? 0
+                     : fbb_.CreateString(spec.session_id.data(), spec.session_id.size());
   auto command = fbb_.CreateString(spec.command.data(), spec.command.size());
   auto args = spec.args.empty() ? 0 : fbb_.CreateVector(spec.args.data(), spec.args.size());
   auto body = spec.body.empty() ? 0 : fbb_.CreateVector(spec.body.data(), spec.body.size());
@@ -74,7 +75,8 @@ Expected<Reply> ShmChannel::call(const CallSpec& spec) {
   ipc::Errc e = ipc::write_frame(requests_, {fbb_.GetBufferPointer(), fbb_.GetSize()}, pw,
                                  spec.deadline_ns, policy_);
   switch (e) {
-    case ipc::Errc::ok: break;
+    case ipc::Errc::ok:
+      break;
     case ipc::Errc::frame_too_large:
       return make_error(Category::resource_error, "payload_too_large",
                         "request does not fit in the request ring")
@@ -92,7 +94,8 @@ Expected<Reply> ShmChannel::call(const CallSpec& spec) {
 Expected<Reply> ShmChannel::await_reply(uint64_t id, int64_t deadline_ns) {
   ipc::SlotData& slot = segment_->slot(slot_);
   auto gone = [&] {
-    return slot.worker_alive.load(std::memory_order_acquire) == 0;  // pairs with the owner's release store
+    return slot.worker_alive.load(std::memory_order_acquire) ==
+           0;  // pairs with the owner's release store
   };
   for (;;) {
     ipc::Frame frame;
@@ -114,7 +117,8 @@ Expected<Reply> ShmChannel::await_reply(uint64_t id, int64_t deadline_ns) {
       }
     }
     if (e != ipc::Errc::ok) {
-      return make_error(Category::protocol_error, "corrupt_frame", "response ring failed validation");
+      return make_error(Category::protocol_error, "corrupt_frame",
+                        "response ring failed validation");
     }
     Reply::Parts parts;
     ipc::ResponseView view;

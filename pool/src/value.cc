@@ -27,15 +27,26 @@ namespace detail {
 
 void json_to_flex(flexbuffers::Builder& b, const json& j) {
   switch (j.type()) {
-    case json::value_t::null: b.Null(); break;
-    case json::value_t::boolean: b.Bool(j.get<bool>()); break;
-    case json::value_t::number_integer: b.Int(j.get<int64_t>()); break;
+    case json::value_t::null:
+      b.Null();
+      break;
+    case json::value_t::boolean:
+      b.Bool(j.get<bool>());
+      break;
+    case json::value_t::number_integer:
+      b.Int(j.get<int64_t>());
+      break;
     case json::value_t::number_unsigned: {
       uint64_t u = j.get<uint64_t>();
-      if (u <= uint64_t(INT64_MAX)) b.Int(int64_t(u)); else b.UInt(u);
+      if (u <= uint64_t(INT64_MAX))
+        b.Int(int64_t(u));
+      else
+        b.UInt(u);
       break;
     }
-    case json::value_t::number_float: b.Double(j.get<double>()); break;
+    case json::value_t::number_float:
+      b.Double(j.get<double>());
+      break;
     case json::value_t::string: {
       auto& s = j.get_ref<const std::string&>();
       b.String(s.data(), s.size());
@@ -61,7 +72,9 @@ void json_to_flex(flexbuffers::Builder& b, const json& j) {
       b.EndVector(v, false, false);
       break;
     }
-    default: b.Null(); break;
+    default:
+      b.Null();
+      break;
   }
 }
 

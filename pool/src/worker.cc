@@ -15,15 +15,16 @@
 
 namespace shmpool {
 
-std::string_view transport_name(Transport t) {
-  return t == Transport::shm ? "shm" : "pipe_json";
-}
+std::string_view transport_name(Transport t) { return t == Transport::shm ? "shm" : "pipe_json"; }
 
 std::string_view wait_strategy_name(WaitStrategy w) {
   switch (w) {
-    case WaitStrategy::spin: return "spin";
-    case WaitStrategy::hybrid: return "hybrid";
-    case WaitStrategy::block: return "block";
+    case WaitStrategy::spin:
+      return "spin";
+    case WaitStrategy::hybrid:
+      return "hybrid";
+    case WaitStrategy::block:
+      return "block";
   }
   return "hybrid";
 }
@@ -76,7 +77,8 @@ std::atomic<uint32_t> g_worker_counter{0};
 Expected<std::unique_ptr<Worker>> Worker::start(WorkerOptions opt) {
   if (opt.python.empty()) opt.python = detail::default_python();
   if (opt.name.empty()) {
-    opt.name = "w" + std::to_string(::getpid()) + "-" + std::to_string(g_worker_counter.fetch_add(1));
+    opt.name =
+        "w" + std::to_string(::getpid()) + "-" + std::to_string(g_worker_counter.fetch_add(1));
   }
   auto s = std::make_unique<State>();
   ipc::WaitPolicy policy = detail::to_policy(opt.wait, opt.spin);
@@ -94,7 +96,8 @@ Expected<std::unique_ptr<Worker>> Worker::start(WorkerOptions opt) {
     if (!seg.ok()) return seg.error();
     s->segment = std::move(seg.value());
     ipc::Segment* segment = s->segment.get();
-    segment->slot(0).worker_alive.store(1, std::memory_order_release);  // pairs with ShmChannel's acquire
+    segment->slot(0).worker_alive.store(
+        1, std::memory_order_release);  // pairs with ShmChannel's acquire
     spec.args = detail::shm_worker_args(opt.name, 0, opt.wait, opt.spin, opt.handler_modules);
     spec.on_exit = [segment](const detail::ExitInfo&) { detail::mark_worker_gone(*segment, 0); };
   } else {

@@ -6,8 +6,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <cstring>
-
 #include <boost/process/args.hpp>
 #include <boost/process/child.hpp>
 #include <boost/process/env.hpp>
@@ -15,6 +13,8 @@
 #include <boost/process/exe.hpp>
 #include <boost/process/posix.hpp>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 
 #include "ipc/sys.h"
 #include "shmpool/build_config.h"
@@ -63,6 +63,13 @@ Expected<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(SpawnSpec spec) {
   if (auto it = child_env.find("PYTHONPATH"); it != child_env.end() && !it->to_string().empty()) {
     pypath += ":" + it->to_string();
   }
+  // Python 3.11+: do not put the working directory first on sys.path, where
+  // a source checkout of python_shm_worker (without its native core) would
+  // shadow the built package. The working directory stays importable, last.
+  child_env["PYTHONSAFEPATH"] = "1";
+  std::error_code cwd_ec;
+  auto cwd = std::filesystem::current_path(cwd_ec);
+  if (!cwd_ec) pypath += ":" + cwd.string();
   child_env["PYTHONPATH"] = pypath;
   child_env["PYTHONUNBUFFERED"] = "1";
   for (auto& [k, v] : spec.env) child_env[k] = v;
@@ -71,9 +78,8 @@ Expected<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(SpawnSpec spec) {
   args.insert(args.end(), spec.args.begin(), spec.args.end());
   std::unique_ptr<WorkerProcess> wp(new WorkerProcess());
   std::error_code ec;
-  bp::child child(bp::exe = spec.python, bp::args = args, child_env,
-                  bp::posix::fd.bind(0, in.r), bp::posix::fd.bind(1, out.w),
-                  bp::posix::fd.bind(2, err.w), ec);
+  bp::child child(bp::exe = spec.python, bp::args = args, child_env, bp::posix::fd.bind(0, in.r),
+                  bp::posix::fd.bind(1, out.w), bp::posix::fd.bind(2, err.w), ec);
   Pipe::close_fd(in.r);
   Pipe::close_fd(out.w);
   Pipe::close_fd(err.w);
@@ -124,7 +130,8 @@ Expected<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(SpawnSpec spec) {
     if (log) {
       log(LogLine{slot, pid, is_stderr, line});
     } else {
-      std::fprintf(stderr, "[worker %d pid %d] %.*s\n", slot, int(pid), int(line.size()), line.data());
+      std::fprintf(stderr, "[worker %d pid %d] %.*s\n", slot, int(pid), int(line.size()),
+                   line.data());
     }
   };
   auto on_exit = std::move(spec.on_exit);

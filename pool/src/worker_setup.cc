@@ -27,7 +27,8 @@ Expected<std::unique_ptr<ipc::Segment>> create_segment(const std::string& name,
     e = ipc::Segment::create(name, g, &seg, &err);
   }
   switch (e) {
-    case ipc::Errc::ok: return seg;
+    case ipc::Errc::ok:
+      return seg;
     case ipc::Errc::bad_name:
       return make_error(Category::config_error, "invalid_name",
                         "pool names are 1-64 bytes of [A-Za-z0-9_.-], not starting with '.'")
@@ -35,8 +36,7 @@ Expected<std::unique_ptr<ipc::Segment>> create_segment(const std::string& name,
     case ipc::Errc::exists: {
       int pid = 0;
       segment_owner(name, &pid);
-      return make_error(Category::config_error, "name_in_use",
-                        "a live pool already uses this name")
+      return make_error(Category::config_error, "name_in_use", "a live pool already uses this name")
           .with("pool_name", name)
           .with("owner_pid", std::to_string(pid));
     }
@@ -47,9 +47,10 @@ Expected<std::unique_ptr<ipc::Segment>> create_segment(const std::string& name,
     case ipc::Errc::no_space: {
       ipc::Layout l{};
       ipc::compute_layout(g, &l);
-      struct statvfs st{};
+      struct statvfs st {};
       std::string avail = "unknown";
-      if (::statvfs("/dev/shm", &st) == 0) avail = std::to_string(uint64_t(st.f_bavail) * st.f_frsize);
+      if (::statvfs("/dev/shm", &st) == 0)
+        avail = std::to_string(uint64_t(st.f_bavail) * st.f_frsize);
       return make_error(Category::resource_error, "shm_exhausted",
                         "/dev/shm cannot hold the pool's segment")
           .with("pool_name", name)
@@ -66,10 +67,12 @@ Expected<std::unique_ptr<ipc::Segment>> create_segment(const std::string& name,
 std::vector<std::string> shm_worker_args(const std::string& pool, uint32_t slot, WaitStrategy w,
                                          std::chrono::nanoseconds spin,
                                          const std::vector<std::string>& handler_modules) {
-  std::vector<std::string> a = {"--transport", "shm", "--pool", pool, "--slot", std::to_string(slot),
-                                "--owner-pid", std::to_string(::getpid()), "--wait-strategy",
-                                std::string(wait_strategy_name(w)), "--spin-ns",
-                                std::to_string(spin.count())};
+  std::vector<std::string> a = {"--transport",     "shm",
+                                "--pool",          pool,
+                                "--slot",          std::to_string(slot),
+                                "--owner-pid",     std::to_string(::getpid()),
+                                "--wait-strategy", std::string(wait_strategy_name(w)),
+                                "--spin-ns",       std::to_string(spin.count())};
   for (auto& h : handler_modules) {
     a.push_back("--handlers");
     a.push_back(h);

@@ -7,21 +7,27 @@ namespace shmpool::pyworker {
 py::object flex_to_py(const flexbuffers::Reference& ref, int depth) {
   if (depth > kMaxDepth) throw py::value_error("args nested deeper than 64 levels");
   switch (ref.GetType()) {
-    case flexbuffers::FBT_NULL: return py::none();
-    case flexbuffers::FBT_BOOL: return py::bool_(ref.AsBool());
+    case flexbuffers::FBT_NULL:
+      return py::none();
+    case flexbuffers::FBT_BOOL:
+      return py::bool_(ref.AsBool());
     case flexbuffers::FBT_INT:
-    case flexbuffers::FBT_INDIRECT_INT: return py::int_(ref.AsInt64());
+    case flexbuffers::FBT_INDIRECT_INT:
+      return py::int_(ref.AsInt64());
     case flexbuffers::FBT_UINT:
-    case flexbuffers::FBT_INDIRECT_UINT: return py::int_(ref.AsUInt64());
+    case flexbuffers::FBT_INDIRECT_UINT:
+      return py::int_(ref.AsUInt64());
     case flexbuffers::FBT_FLOAT:
-    case flexbuffers::FBT_INDIRECT_FLOAT: return py::float_(ref.AsDouble());
+    case flexbuffers::FBT_INDIRECT_FLOAT:
+      return py::float_(ref.AsDouble());
     case flexbuffers::FBT_KEY: {
       auto k = ref.AsKey();
       return py::str(k);
     }
     case flexbuffers::FBT_STRING: {
       auto s = ref.AsString();
-      return py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(s.c_str(), s.length(), "replace"));
+      return py::reinterpret_steal<py::object>(
+          PyUnicode_DecodeUTF8(s.c_str(), s.length(), "replace"));
     }
     case flexbuffers::FBT_BLOB: {
       auto blob = ref.AsBlob();

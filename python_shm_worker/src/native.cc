@@ -49,11 +49,13 @@ class Context {
   }
   py::memoryview payload() const {
     check();
-    return py::memoryview::from_memory(static_cast<const void*>(payload_bytes.data()), py::ssize_t(payload_bytes.size()));
+    return py::memoryview::from_memory(static_cast<const void*>(payload_bytes.data()),
+                                       py::ssize_t(payload_bytes.size()));
   }
   py::memoryview body() const {
     check();
-    return py::memoryview::from_memory(static_cast<const void*>(body_bytes.data()), py::ssize_t(body_bytes.size()));
+    return py::memoryview::from_memory(static_cast<const void*>(body_bytes.data()),
+                                       py::ssize_t(body_bytes.size()));
   }
 };
 
@@ -88,8 +90,8 @@ class ShmWorker {
     ipc::SysError err;
     ipc::Errc e = ipc::Segment::attach(pool, &segment_, &err);
     if (e != ipc::Errc::ok) {
-      throw std::runtime_error("cannot attach to pool segment '" + pool + "': " +
-                               std::string(ipc::errc_name(e)) +
+      throw std::runtime_error("cannot attach to pool segment '" + pool +
+                               "': " + std::string(ipc::errc_name(e)) +
                                (err.ok() ? "" : " (" + err.message() + ")"));
     }
     if (slot >= segment_->slot_count()) throw py::value_error("slot index out of range");
@@ -144,7 +146,8 @@ class ShmWorker {
     ipc::RequestView rv;
     if (ipc::read_request(frame, &rv) != ipc::Errc::ok) {
       requests_.release(frame);
-      send_error(0, "protocol_error", "invalid_request", "request envelope failed verification", {});
+      send_error(0, "protocol_error", "invalid_request", "request envelope failed verification",
+                 {});
       return true;
     }
     const schema::Request* req = rv.request;
@@ -159,8 +162,7 @@ class ShmWorker {
     }
     py::object handler;
     {
-      PyObject* h = PyDict_GetItemWithError(handlers_.ptr(),
-                                            py::str(cmd.data(), cmd.size()).ptr());
+      PyObject* h = PyDict_GetItemWithError(handlers_.ptr(), py::str(cmd.data(), cmd.size()).ptr());
       if (h) handler = py::reinterpret_borrow<py::object>(h);
     }
     if (!handler) {
@@ -181,8 +183,9 @@ class ShmWorker {
     ctx->session = req->session_id();
     ctx->command = req->command();
     ctx->payload_bytes = rv.payload;
-    ctx->body_bytes = req->body() ? std::span<const uint8_t>(req->body()->data(), req->body()->size())
-                                  : std::span<const uint8_t>();
+    ctx->body_bytes = req->body()
+                          ? std::span<const uint8_t>(req->body()->data(), req->body()->size())
+                          : std::span<const uint8_t>();
     py::handle pyctx = ctx_obj_;
     std::string err_type, err_msg, err_tb;
     bool ok = false;
@@ -197,7 +200,8 @@ class ShmWorker {
       err_type = py::str(ex.type().attr("__name__"));
       err_msg = py::str(ex.value());
       try {
-        py::object tb = py::module_::import("traceback").attr("format_exception")(ex.type(), ex.value(), ex.trace());
+        py::object tb = py::module_::import("traceback")
+                            .attr("format_exception")(ex.type(), ex.value(), ex.trace());
         err_tb = py::str("").attr("join")(tb).cast<std::string>();
       } catch (...) {
       }
@@ -218,30 +222,35 @@ class ShmWorker {
         flex_.Finish();
         if (payload_obj && !payload_obj.is_none()) {
           Py_buffer view;
-          if (PyObject_GetBuffer(payload_obj.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) throw py::error_already_set();
+          if (PyObject_GetBuffer(payload_obj.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0)
+            throw py::error_already_set();
           std::span<const uint8_t> bytes(static_cast<const uint8_t*>(view.buf), size_t(view.len));
           ipc::Errc e = send_ok(id, bytes);
           PyBuffer_Release(&view);
           requests_.release(frame);
           if (e == ipc::Errc::frame_too_large) {
             send_error(id, "resource_error", "payload_too_large",
-                       "result payload does not fit in the response ring", {{"bytes", std::to_string(bytes.size())}});
+                       "result payload does not fit in the response ring",
+                       {{"bytes", std::to_string(bytes.size())}});
           }
           return true;
         }
         requests_.release(frame);
         if (send_ok(id, {}) == ipc::Errc::frame_too_large) {
-          send_error(id, "resource_error", "result_too_large", "result does not fit in the response ring", {});
+          send_error(id, "resource_error", "result_too_large",
+                     "result does not fit in the response ring", {});
         }
         return true;
       } catch (py::error_already_set& ex) {
         err_type = py::str(ex.type().attr("__name__"));
-        err_msg = std::string("cannot encode the handler's result: ") + std::string(py::str(ex.value()));
+        err_msg =
+            std::string("cannot encode the handler's result: ") + std::string(py::str(ex.value()));
       }
     }
     requests_.release(frame);
-    send_error(id, "handler_error", "handler_exception", err_msg,
-               {{"exception_type", err_type}, {"traceback", err_tb}, {"command", std::string(cmd)}});
+    send_error(
+        id, "handler_error", "handler_exception", err_msg,
+        {{"exception_type", err_type}, {"traceback", err_tb}, {"command", std::string(cmd)}});
     return true;
   }
 
@@ -310,7 +319,11 @@ PYBIND11_MODULE(_native, m) {
   using namespace shmpool::pyworker;
   m.doc() = "Private native core of python_shm_worker. Not a public API.";
   py::class_<Context>(m, "Context", "What a handler sees of its call (valid during the call only).")
-      .def_property_readonly("request_id", [](const Context& c) { c.check(); return c.request_id; })
+      .def_property_readonly("request_id",
+                             [](const Context& c) {
+                               c.check();
+                               return c.request_id;
+                             })
       .def_property_readonly("session_id", &Context::session_id)
       .def_property_readonly("command", &Context::command_name)
       .def_property_readonly("payload", &Context::payload,
@@ -320,6 +333,7 @@ PYBIND11_MODULE(_native, m) {
       .def(py::init<const std::string&, uint32_t, int, const std::string&, int64_t>(),
            py::arg("pool"), py::arg("slot"), py::arg("owner_pid"), py::arg("wait_strategy"),
            py::arg("spin_ns"))
-      .def("serve", &ShmWorker::serve, py::arg("handlers"), py::arg("info"), py::arg("output_type"));
+      .def("serve", &ShmWorker::serve, py::arg("handlers"), py::arg("info"),
+           py::arg("output_type"));
   m.def("layout_version", [] { return shmpool::ipc::kLayoutVersion; });
 }

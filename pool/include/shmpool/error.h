@@ -25,8 +25,8 @@ std::string_view category_name(Category c);
 
 struct Error {
   Category category = Category::worker_error;
-  std::string type;     // machine-readable, e.g. "checkout_timeout"
-  std::string message;  // human-readable
+  std::string type;                            // machine-readable, e.g. "checkout_timeout"
+  std::string message;                         // human-readable
   std::map<std::string, std::string> context;  // pool_name, session_id, slot, worker_pid, ...
 
   // "timeout_error/checkout_timeout: No workers available {pool_name=p, ...}"
@@ -52,9 +52,18 @@ class Expected {
   Expected(Error error) : v_(std::move(error)) {}
   bool ok() const { return v_.index() == 0; }
   explicit operator bool() const { return ok(); }
-  T& value() & { check(); return std::get<0>(v_); }
-  const T& value() const& { check(); return std::get<0>(v_); }
-  T&& value() && { check(); return std::get<0>(std::move(v_)); }
+  T& value() & {
+    check();
+    return std::get<0>(v_);
+  }
+  const T& value() const& {
+    check();
+    return std::get<0>(v_);
+  }
+  T&& value() && {
+    check();
+    return std::get<0>(std::move(v_));
+  }
   T* operator->() { return &value(); }
   const T* operator->() const { return &value(); }
   T& operator*() { return value(); }

@@ -60,7 +60,7 @@ struct WorkerOptions {
   std::size_t request_ring_bytes = 4u << 20;   // largest request frame, payload included
   std::size_t response_ring_bytes = 4u << 20;  // largest response frame
   LogCallback log;                             // default: lines go to our stderr
-  std::string name;  // segment name (shm); default: unique "w<pid>-<n>"
+  std::string name;                            // segment name (shm); default: unique "w<pid>-<n>"
 };
 
 struct CallOptions {
