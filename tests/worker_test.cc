@@ -6,6 +6,8 @@
 #include <signal.h>
 
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <mutex>
 #include <thread>
 
@@ -28,7 +30,11 @@ class WarmUp : public ::testing::Environment {
  public:
   void SetUp() override {
     auto w = Worker::start(options(Transport::shm));
-    ASSERT_TRUE(w.ok()) << w.error().to_string();
+    if (!w.ok()) {
+      // Fatal, not a skip: every test below needs a working worker.
+      std::fprintf(stderr, "cannot start a worker: %s\n", w.error().to_string().c_str());
+      std::exit(1);
+    }
   }
 };
 const auto* const kWarmUp = ::testing::AddGlobalTestEnvironment(new WarmUp);
