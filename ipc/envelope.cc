@@ -12,10 +12,11 @@ Errc write_frame(FrameRing& ring, std::span<const uint8_t> envelope, const Paylo
   FrameSpace space;
   if (Errc e = ring.reserve(uint32_t(body), deadline_ns, policy, &space); e != Errc::ok) return e;
   if (payload.size != 0) {
+    uint8_t* dst = space.body + payload_offset_for(payload.size);
     if (payload.fill) {
-      payload.fill(payload.ctx, std::span<uint8_t>(space.body, payload.size));
+      payload.fill(payload.ctx, std::span<uint8_t>(dst, payload.size));
     } else if (payload.copy_from) {
-      std::memcpy(space.body, payload.copy_from, payload.size);
+      std::memcpy(dst, payload.copy_from, payload.size);
     }
   }
   std::memcpy(space.body + env_off, envelope.data(), envelope.size());

@@ -1,9 +1,11 @@
 // envelope.h: writing and reading shmpool frames (a FlatBuffers envelope plus
 // an optional bulk payload) in a FrameRing.
 //
-// Frame body layout: [payload bytes][pad to 64][envelope FlatBuffer]. The
-// payload comes first so its PayloadRef ({0, length}) is known before the
-// envelope is built, and starts on a cache line (numpy-friendly alignment).
+// Frame body layout: without a payload, [envelope]; with one,
+// [48 bytes unused][payload][pad to 8][envelope]. The payload comes first so
+// its PayloadRef (payload_ref_for(n)) is known before the envelope is built,
+// and starts on a cache line (the 16-byte frame header + 48), which numpy
+// and memcpy like.
 //
 // Readers verify every envelope with the FlatBuffers Verifier (which also
 // verifies the nested FlexBuffers of args/result) and bounds-check the
@@ -39,9 +41,16 @@ struct PayloadWriter {
 Errc write_frame(FrameRing& ring, std::span<const uint8_t> envelope, const PayloadWriter& payload,
                  int64_t deadline_ns, const WaitPolicy& policy);
 
-// Body offset at which write_frame() puts the envelope for a payload of n bytes.
-constexpr uint64_t envelope_offset_for(uint64_t payload_size) {
-  return align_up(payload_size, kCacheLine);
+// Body offsets at which write_frame() puts a payload of n bytes and the envelope.
+constexpr uint64_t payload_offset_for(uint64_t n) {
+  return n ? kCacheLine - sizeof(FrameHeader) : 0;
+}
+constexpr uint64_t envelope_offset_for(uint64_t n) {
+  return n ? align_up(payload_offset_for(n) + n, 8) : 0;
+}
+// The PayloadRef an envelope must carry for a payload of n bytes.
+inline schema::PayloadRef payload_ref_for(uint64_t n) {
+  return schema::PayloadRef(payload_offset_for(n), n);
 }
 
 struct RequestView {

@@ -25,22 +25,39 @@ Errc FrameRing::reserve(uint32_t body_length, int64_t deadline_ns, const WaitPol
   // The producer owns head; relaxed is enough to read back its own store.
   uint64_t head = ctl_->head.load(std::memory_order_relaxed);
   if (head % kCacheLine != 0) return Errc::corrupt;
+  const uint32_t epoch = ctl_->epoch.load(std::memory_order_relaxed);
+  if (epoch != cached_epoch_) {
+    cache_valid_ = false;
+    cached_epoch_ = epoch;
+  }
   for (;;) {
-    // acquire: pairs with the release store of tail in release().
-    uint64_t tail = ctl_->tail.load(std::memory_order_acquire);
-    uint64_t free = free_bytes(head, tail, capacity_);
-    if (free == UINT64_MAX) return Errc::corrupt;
     const uint64_t pos = head % capacity_;
     const uint64_t contiguous = capacity_ - pos;
-    // Start the frame at offset 0 (behind a padding frame published together
-    // with it) when it would not fit before the end, or when the ring is empty
-    // and the frame is large: back-to-back large frames then reuse the same
-    // cache-hot bytes. Small frames just move on (the padding header would
-    // cost one more cache line transfer than it saves).
-    const bool rewind =
-        pos != 0 && (contiguous < total || (free == capacity_ && total >= kRewindBytes &&
-                                            contiguous + total <= capacity_));
-    const uint64_t need = rewind ? contiguous + total : total;
+    // Free bytes from the cached tail; re-read the shared tail (one cache line
+    // transfer) only when the cached value does not show enough room.
+    auto need_for = [&](uint64_t free) {
+      // Start the frame at offset 0 (behind a padding frame published with
+      // it) when it would not fit before the end, or when the ring is empty
+      // and the frame is large: back-to-back large frames then reuse the
+      // same cache-hot bytes. Small frames just move on.
+      const bool rewind =
+          pos != 0 && (contiguous < total || (free == capacity_ && total >= kRewindBytes &&
+                                              contiguous + total <= capacity_));
+      return std::pair<bool, uint64_t>(rewind, rewind ? contiguous + total : total);
+    };
+    uint64_t free = cache_valid_ ? free_bytes(head, cached_tail_, capacity_) : UINT64_MAX;
+    if (free == UINT64_MAX || free < need_for(free).second ||
+        (free < capacity_ && total >= kRewindBytes)) {
+      // acquire: pairs with the release store of tail in release().
+      cached_tail_ = ctl_->tail.load(std::memory_order_acquire);
+      cache_valid_ = true;
+      free = free_bytes(head, cached_tail_, capacity_);
+      if (free == UINT64_MAX) {
+        cache_valid_ = false;
+        return Errc::corrupt;
+      }
+    }
+    const auto [rewind, need] = need_for(free);
     if (free >= need) {
       if (rewind) {
         FrameHeader pad{};
@@ -74,6 +91,7 @@ Errc FrameRing::reserve(uint32_t body_length, int64_t deadline_ns, const WaitPol
     if (wait_until(ctl_->space, has_room, deadline_ns, policy) == WaitResult::timed_out) {
       return Errc::ring_full;
     }
+    cache_valid_ = false;  // re-read the tail that has_room saw move
   }
 }
 
@@ -83,7 +101,6 @@ void FrameRing::commit(uint32_t body_length, uint32_t envelope_offset, uint32_t 
   h.body_length = body_length;
   h.envelope_offset = envelope_offset;
   h.envelope_length = envelope_length;
-  h.sequence = ++sequence_;
   std::memcpy(data_ + reserved_start_, &h, sizeof h);
   const uint64_t total = align_up(kHeader + uint64_t(body_length), kCacheLine);
   ctl_->head.store(reserved_head_ + total, std::memory_order_release);  // pairs with peek()
@@ -129,9 +146,10 @@ void FrameRing::release(const Frame& frame) {
 }
 
 void FrameRing::reset() {
+  ctl_->epoch.fetch_add(1, std::memory_order_relaxed);
+  cache_valid_ = false;
   ctl_->head.store(0, std::memory_order_relaxed);
   ctl_->tail.store(0, std::memory_order_release);  // published by the slot state change
-  sequence_ = 0;
 }
 
 }  // namespace shmpool::ipc

@@ -37,12 +37,16 @@ namespace shmpool::ipc {
 // | data  | producer | consumer | see Doorbell            | consumer sleeps to deadline   |
 // | tail  | consumer | producer | release / acquire       | frame not released: ring full |
 // | space | consumer | producer | see Doorbell            | producer sleeps to deadline   |
-// head and tail are byte counters that only grow; head - tail <= capacity.
-// The ring's capacity and data offset are not stored here: each side takes
-// them from its own trusted configuration.
+// | epoch | owner (reset, no peers active) | producer | relaxed (ordered by the slot state change)
+// | - | head and tail are byte counters that only grow; head - tail <= capacity. The ring's
+// capacity and data offset are not stored here: each side takes them from its own trusted
+// configuration.
 struct RingControl {
   alignas(kCacheLine) std::atomic<uint64_t> head{0};
   Doorbell data;
+  // Bumped by the owner's reset(); producers drop their cached tail when it
+  // changes. On the head's line: the producer reads it without a transfer.
+  std::atomic<uint32_t> epoch{0};
   alignas(kCacheLine) std::atomic<uint64_t> tail{0};
   Doorbell space;
 };
@@ -52,16 +56,15 @@ static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
 enum class FrameKind : uint32_t { data = 0x46524d31 /* "FRM1" */, pad = 0x50414431 /* "PAD1" */ };
 
-// Precedes every frame; frames start on a cache line.
+// Precedes every frame; frames start on a cache line. Kept small so that a
+// small envelope shares the header's cache line (one transfer less per frame).
 struct FrameHeader {
   uint32_t kind;             // FrameKind
   uint32_t body_length;      // bytes after this header, before padding
   uint32_t envelope_offset;  // FlatBuffer envelope, relative to the body
   uint32_t envelope_length;
-  uint64_t sequence;  // producer's frame counter (diagnostics)
-  uint8_t reserved[40];
 };
-static_assert(sizeof(FrameHeader) == kCacheLine);
+static_assert(sizeof(FrameHeader) == 16);
 
 constexpr uint64_t align_up(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
 
@@ -131,7 +134,12 @@ class FrameRing {
   // Producer-local: the reservation in progress.
   uint64_t reserved_head_ = 0;   // head value when reserve() succeeded
   uint64_t reserved_start_ = 0;  // position of the data frame (after any padding)
-  uint64_t sequence_ = 0;
+  // Producer-local copy of the consumer's tail: reading `tail` costs a cache
+  // line transfer, so it is re-read only when the copy says "no room". Tail
+  // only grows within an epoch, so a stale copy is conservative.
+  uint64_t cached_tail_ = 0;
+  uint32_t cached_epoch_ = 0;
+  bool cache_valid_ = false;
 };
 
 }  // namespace shmpool::ipc

@@ -19,7 +19,7 @@ std::vector<uint8_t> request_envelope(uint64_t id, size_t payload) {
   flexbuffers::Builder flex;
   flex.Map([&] { flex.Int("x", 1); });
   flex.Finish();
-  schema::PayloadRef ref(0, payload);
+  schema::PayloadRef ref = payload_ref_for(payload);
   auto req = schema::CreateRequestDirect(fbb, id, "sid", "cmd", &flex.GetBuffer(),
                                          payload ? &ref : nullptr);
   fbb.Finish(req);

@@ -64,7 +64,7 @@ Expected<Reply> ShmChannel::call(const CallSpec& spec) {
   rb.add_command(command);
   if (!args.IsNull()) rb.add_args(args);
   if (!body.IsNull()) rb.add_body(body);
-  schema::PayloadRef ref(0, spec.payload.size());
+  schema::PayloadRef ref = ipc::payload_ref_for(spec.payload.size());
   if (!spec.payload.empty()) rb.add_payload(&ref);
   rb.add_deadline_mono_ns(spec.deadline_ns);
   fbb_.Finish(rb.Finish());

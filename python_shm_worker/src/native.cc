@@ -11,6 +11,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <unordered_map>
 
 #include "convert.h"
 #include "ipc/envelope.h"
@@ -115,14 +116,31 @@ class ShmWorker {
     ipc::SlotData& slot = segment_->slot(slot_index_);
     for (;;) {
       ipc::Frame frame;
-      ipc::Errc e;
-      {
+      ipc::Errc e = requests_.peek(&frame);
+      if (e == ipc::Errc::empty && policy_.strategy != ipc::WaitStrategy::block) {
+        // Hot path: poll for a bounded time while keeping the GIL (releasing
+        // and re-taking it costs more than a whole round trip). Other Python
+        // threads wait at most this long; then we sleep without the GIL.
+        const int64_t spin_end =
+            ipc::monotonic_ns() + std::min<int64_t>(policy_.spin_ns, 1'000'000);
+        for (uint32_t i = 1; !requests_.readable(); ++i) {
+          ipc::cpu_relax();
+          if ((i & 63) == 0 && ipc::monotonic_ns() >= spin_end) break;
+        }
+        e = requests_.peek(&frame);
+      }
+      if (e == ipc::Errc::empty) {
         py::gil_scoped_release nogil;
+        // hybrid has already polled: sleep now. spin keeps polling (without the GIL).
+        ipc::WaitPolicy sleep_policy = policy_;
+        if (sleep_policy.strategy == ipc::WaitStrategy::hybrid)
+          sleep_policy.strategy = ipc::WaitStrategy::block;
         for (;;) {
           e = requests_.peek(&frame);
           if (e != ipc::Errc::empty) break;
           // Slices of 100 ms so Python signal handlers (SIGINT) still run.
-          requests_.wait_readable(ipc::monotonic_ns() + 100'000'000, policy_, [] { return false; });
+          requests_.wait_readable(ipc::monotonic_ns() + 100'000'000, sleep_policy,
+                                  [] { return false; });
           if (!requests_.readable()) break;
         }
       }
@@ -160,11 +178,7 @@ class ShmWorker {
       send_ok(id, {});
       return false;
     }
-    py::object handler;
-    {
-      PyObject* h = PyDict_GetItemWithError(handlers_.ptr(), py::str(cmd.data(), cmd.size()).ptr());
-      if (h) handler = py::reinterpret_borrow<py::object>(h);
-    }
+    py::object handler = lookup(cmd);
     if (!handler) {
       PyErr_Clear();
       requests_.release(frame);
@@ -176,8 +190,11 @@ class ShmWorker {
     // Python owns the Context. It is reused while nobody else holds it; a
     // handler that kept one gets a fresh one next time, and the kept one
     // raises on use (it is invalidated below).
-    if (!ctx_obj_ || Py_REFCNT(ctx_obj_.ptr()) != 1) ctx_obj_ = py::cast(Context{});
-    Context* ctx = ctx_obj_.cast<Context*>();
+    if (!ctx_obj_ || Py_REFCNT(ctx_obj_.ptr()) != 1) {
+      ctx_obj_ = py::cast(Context{});
+      ctx_ = ctx_obj_.cast<Context*>();
+    }
+    Context* ctx = ctx_;
     ctx->valid = true;
     ctx->request_id = id;
     ctx->session = req->session_id();
@@ -254,6 +271,22 @@ class ShmWorker {
     return true;
   }
 
+  // The handler registered for `cmd`, or null. The registry dict is looked up
+  // on every call (handlers may be re-registered), with a cached str key.
+  py::object lookup(std::string_view cmd) {
+    auto it = keys_.find(cmd);
+    if (it == keys_.end()) {
+      if (keys_.size() > 4096) keys_.clear();  // bounded: unknown commands come from clients
+      it = keys_.emplace(std::string(cmd), py::str(cmd.data(), cmd.size())).first;
+    }
+    PyObject* h = PyDict_GetItemWithError(handlers_.ptr(), it->second.ptr());
+    if (!h) {
+      PyErr_Clear();
+      return py::object();
+    }
+    return py::reinterpret_borrow<py::object>(h);
+  }
+
   // fbb_ is cleared and flex_ holds the finished result (or is empty).
   ipc::Errc send_ok(uint64_t id, std::span<const uint8_t> payload) {
     flatbuffers::Offset<flatbuffers::Vector<uint8_t>> result;
@@ -262,7 +295,7 @@ class ShmWorker {
     rb.add_id(id);
     rb.add_status(schema::Status::Ok);
     if (!result.IsNull()) rb.add_result(result);
-    schema::PayloadRef ref(0, payload.size());
+    schema::PayloadRef ref = ipc::payload_ref_for(payload.size());
     if (!payload.empty()) rb.add_payload(&ref);
     fbb_.Finish(rb.Finish());
     return write(payload);
@@ -310,6 +343,12 @@ class ShmWorker {
   py::dict handlers_;
   py::object output_type_ = py::none();
   py::object ctx_obj_;
+  Context* ctx_ = nullptr;  // the C++ object inside ctx_obj_
+  struct KeyHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
+  };
+  std::unordered_map<std::string, py::str, KeyHash, std::equal_to<>> keys_;
 };
 
 }  // namespace
