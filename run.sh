@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # shmpool's one entry point. See README.md.
 #   ./run.sh demo    build, start real Python workers, run the headline benchmark, print a table
-#   ./run.sh test    build, run the whole test suite (ctest)
+#   ./run.sh test    build, run the whole test suite (ctest), then unit+multiprocess under ASan and TSan
 #   ./run.sh bench [google-benchmark flags...]   run shmpool_bench (e.g. --benchmark_out=b.json)
 #   ./run.sh build   configure and build only
 set -euo pipefail
@@ -36,19 +36,33 @@ ensure_packages() {
   fi
 }
 
+# build [DIR [extra cmake args]]: configure once, then build incrementally.
 build() {
   ensure_packages
-  if [ ! -f "$BUILD_DIR/build.ninja" ]; then
-    cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  local dir=${1:-$BUILD_DIR}
+  shift || true
+  if [ ! -f "$dir/build.ninja" ]; then
+    cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
       -DPython3_EXECUTABLE="$PYTHON" "$@"
   fi
-  cmake --build "$BUILD_DIR" -j "$(nproc)"
+  cmake --build "$dir" -j "$(nproc)"
+}
+
+# The unit and multi-process suites again under ASan+UBSan and TSan.
+sanitized_tests() {
+  local san
+  for san in address thread; do
+    echo "run.sh: tests under the $san sanitizer"
+    build "$BUILD_DIR-$san" -DSHMPOOL_SANITIZE=$san -DSHMPOOL_BUILD_BENCH=OFF
+    ASAN_OPTIONS=detect_leaks=1 TSAN_OPTIONS="halt_on_error=1 second_deadlock_stack=1" \
+      ctest --test-dir "$BUILD_DIR-$san" --output-on-failure --timeout 300 -L 'unit|multiprocess'
+  done
 }
 
 cmd=${1:-help}
 shift || true
 case "$cmd" in
-  build) build ;;
+  build) build "$@" ;;
   demo)
     build
     "$BUILD_DIR/bench/shmpool_bench" --demo "$@"
@@ -56,6 +70,7 @@ case "$cmd" in
   test)
     build
     ctest --test-dir "$BUILD_DIR" --output-on-failure --timeout 300 "$@"
+    [ "${SHMPOOL_SKIP_SANITIZERS:-0}" = 1 ] || sanitized_tests
     ;;
   bench)
     build

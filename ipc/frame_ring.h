@@ -43,15 +43,17 @@ namespace shmpool::ipc {
 // configuration.
 struct RingControl {
   alignas(kCacheLine) std::atomic<uint64_t> head{0};
-  Doorbell data;
   // Bumped by the owner's reset(); producers drop their cached tail when it
   // changes. On the head's line: the producer reads it without a transfer.
   std::atomic<uint32_t> epoch{0};
+  // The doorbells have lines of their own: the other side polls head/tail,
+  // and an RMW on a polled line would pull it back and forth once more.
+  alignas(kCacheLine) Doorbell data;
   alignas(kCacheLine) std::atomic<uint64_t> tail{0};
-  Doorbell space;
+  alignas(kCacheLine) Doorbell space;
 };
-static_assert(sizeof(RingControl) == 2 * kCacheLine);
-static_assert(offsetof(RingControl, tail) == kCacheLine);
+static_assert(sizeof(RingControl) == 4 * kCacheLine);
+static_assert(offsetof(RingControl, tail) == 2 * kCacheLine);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
 enum class FrameKind : uint32_t { data = 0x46524d31 /* "FRM1" */, pad = 0x50414431 /* "PAD1" */ };

@@ -25,7 +25,7 @@
 namespace shmpool::ipc {
 
 inline constexpr uint64_t kSegmentMagic = 0x314c4f4f504d4853ull;  // "SHMPOOL1"
-inline constexpr uint32_t kLayoutVersion = 1;
+inline constexpr uint32_t kLayoutVersion = 2;
 inline constexpr std::size_t kMaxNameLength = 64;
 // Name prefix of every shmpool segment in /dev/shm.
 inline constexpr std::string_view kShmPrefix = "shmpool.";
@@ -92,7 +92,7 @@ struct SlotData {
   RingControl response;
 };
 static_assert(std::is_standard_layout_v<SlotData>);
-static_assert(sizeof(SlotData) == 6 * kCacheLine);
+static_assert(sizeof(SlotData) == 10 * kCacheLine);
 static_assert(offsetof(SlotData, request) == 2 * kCacheLine);
 static_assert(std::atomic<int32_t>::is_always_lock_free);
 

@@ -4,12 +4,14 @@
 // a bounded time, then blocks on the futex, always with a deadline.
 //
 // Memory ordering: the publisher makes its data visible with a release store
-// (e.g. FrameRing's head), then calls `ring()`: a seq_cst fence, then a load of
+// (e.g. FrameRing's head), then calls `ring()`: an acq_rel RMW (+0) on
 // `waiters`; only if someone sleeps does it bump `seq` and futex_wake.
-// `wait_until` bumps `waiters` (seq_cst RMW), reads `seq`, re-checks the
-// condition, and sleeps only while `seq` is unchanged. Either the publisher
-// sees the waiter (and bumps seq, failing the futex compare or waking it), or
-// the waiter's re-check sees the published data: no lost wake-up.
+// `wait_until` bumps `waiters` (acq_rel RMW), reads `seq`, re-checks the
+// condition, and sleeps only while `seq` is unchanged. The two RMWs on
+// `waiters` are totally ordered: either the publisher sees the waiter (and
+// bumps seq, failing the futex compare or waking it), or the waiter's RMW
+// acquires the publisher's release and its re-check sees the data: no lost
+// wake-up.
 #pragma once
 
 #include <atomic>
@@ -33,25 +35,26 @@ struct WaitPolicy {
 };
 
 // Lives in shared memory. Zeroed memory is a valid idle doorbell.
-// | field   | written by                        | read by            | order   |
-// | seq     | publisher (`ring`), only when waiters > 0 | waiter (futex) | release / acquire |
-// | waiters | waiter (inc/dec around the sleep) | publisher (`ring`) | seq_cst RMW / fence +
-// relaxed | If a writer dies mid-update, a waiter sees at worst a spurious wake-up or sleeps until
-// its own deadline; `waiters` may stay > 0, costing one useless futex_wake per ring.
+// | field   | written by                                | read by         | order             |
+// | seq     | publisher (`ring`), only when waiters > 0 | waiter (futex)  | release / acquire |
+// | waiters | waiter (inc/dec around the sleep)         | publisher (RMW) | acq_rel RMWs      |
+// If a writer dies mid-update, a waiter sees at worst a spurious wake-up or
+// sleeps until its own deadline; `waiters` may stay > 0, costing one useless
+// futex_wake per ring.
 struct Doorbell {
   std::atomic<uint32_t> seq{0};
   std::atomic<uint32_t> waiters{0};
 
   // Publisher side: call after the release store that publishes the data.
-  // Costs a fence and one load when nobody sleeps (the hot path).
+  // Costs one uncontended RMW when nobody sleeps (the hot path): no syscall.
   void ring() {
-    // Dekker pair with wait_until: we publish data then read `waiters`; the
-    // waiter bumps `waiters` then re-reads the data. The seq_cst fence orders
-    // our publishing store before the load, so one of us sees the other.
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (waiters.load(std::memory_order_relaxed) !=
-        0) {                                        // pairs with waiters.fetch_add in wait_until
-      seq.fetch_add(1, std::memory_order_release);  // pairs with the futex compare
+    // Both sides do a read-modify-write on `waiters`, so the two RMWs are
+    // ordered: either ours comes second and sees the sleeper (we wake it), or
+    // the sleeper's comes second, acquires our release, and its re-check of
+    // the condition sees the published data. (A fence would do the same, but
+    // ThreadSanitizer cannot model fences.)
+    if (waiters.fetch_add(0, std::memory_order_acq_rel) != 0) {  // pairs with the RMW in wait_until
+      seq.fetch_add(1, std::memory_order_release);               // pairs with the futex compare
       futex_wake(&seq, INT32_MAX);
     }
   }
@@ -90,8 +93,7 @@ WaitResult wait_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns,
     }
   }
   for (;;) {
-    bell.waiters.fetch_add(1, std::memory_order_seq_cst);  // pairs with the fence in ring()
-    std::atomic_thread_fence(std::memory_order_seq_cst);   // orders it before ready()'s loads
+    bell.waiters.fetch_add(1, std::memory_order_acq_rel);  // pairs with the RMW in ring()
     // Read after registering: a publisher that bumps seq from here on makes
     // the futex compare fail, one that finished before is seen by ready().
     uint32_t seen = bell.seq.load(std::memory_order_acquire);

@@ -36,7 +36,7 @@ def test_command_decorator_registers_and_validates():
 
 def test_native_core_is_built_next_to_the_package():
     from python_shm_worker import _native
-    assert _native.layout_version() == 1
+    assert isinstance(_native.layout_version(), int) and _native.layout_version() >= 1
     assert hasattr(_native, "ShmWorker")
 
 
