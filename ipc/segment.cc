@@ -9,6 +9,8 @@
 #include <cstring>
 #include <new>
 
+#include "ipc/session_table.h"
+
 namespace bip = boost::interprocess;
 
 namespace shmpool::ipc {
@@ -22,6 +24,7 @@ namespace {
 constexpr uint64_t kMinRing = 4096;
 constexpr uint64_t kMaxRing = uint64_t(1) << 31;  // frame lengths are 32-bit
 constexpr uint32_t kMaxSlots = 1024;
+constexpr uint32_t kMaxSessions = 1u << 20;
 
 Errc map_errno(int e) {
   switch (e) {
@@ -49,9 +52,12 @@ Errc compute_layout(const Geometry& g, Layout* out) {
   if (!ring_size_ok(g.request_ring_bytes) || !ring_size_ok(g.response_ring_bytes)) {
     return Errc::bad_layout;
   }
+  if (g.session_capacity > kMaxSessions) return Errc::bad_layout;
   Layout l{};
   l.slots_offset = sizeof(SegmentHeader);
-  l.rings_offset = align_up(l.slots_offset + uint64_t(g.slot_count) * sizeof(SlotData), 4096);
+  l.sessions_offset = align_up(l.slots_offset + uint64_t(g.slot_count) * sizeof(SlotData), 4096);
+  l.rings_offset =
+      align_up(l.sessions_offset + uint64_t(g.session_capacity) * kSessionEntryBytes, 4096);
   l.slot_stride = g.request_ring_bytes + g.response_ring_bytes;
   l.total = align_up(l.rings_offset + l.slot_stride * g.slot_count, 4096);
   *out = l;
@@ -123,6 +129,7 @@ Errc Segment::create(std::string_view pool_name, const Geometry& g, std::unique_
   h->geometry = g;
   h->slots_offset = layout.slots_offset;
   h->rings_offset = layout.rings_offset;
+  h->sessions_offset = layout.sessions_offset;
   std::memcpy(h->pool_name, pool_name.data(), pool_name.size());
   for (uint32_t i = 0; i < g.slot_count; ++i) {
     new (seg->base_ + layout.slots_offset + i * sizeof(SlotData)) SlotData{};
@@ -158,6 +165,8 @@ Errc Segment::attach(std::string_view pool_name, std::unique_ptr<Segment>* out, 
   // Copy the header out before checking it: it is untrusted shared memory.
   SegmentHeader h;
   std::memcpy(static_cast<void*>(&h), seg->base_, offsetof(SegmentHeader, pool_state));
+  std::memcpy(&h.sessions_offset, seg->base_ + offsetof(SegmentHeader, sessions_offset),
+              sizeof h.sessions_offset);
   if (h.magic != kSegmentMagic) return Errc::bad_magic;
   if (h.layout_version != kLayoutVersion || h.header_size != sizeof(SegmentHeader)) {
     return Errc::bad_version;
@@ -165,7 +174,7 @@ Errc Segment::attach(std::string_view pool_name, std::unique_ptr<Segment>* out, 
   Layout layout;
   if (compute_layout(h.geometry, &layout) != Errc::ok || layout.total != h.segment_size ||
       layout.total != uint64_t(file_size) || h.slots_offset != layout.slots_offset ||
-      h.rings_offset != layout.rings_offset) {
+      h.rings_offset != layout.rings_offset || h.sessions_offset != layout.sessions_offset) {
     return Errc::bad_layout;
   }
   seg->geometry_ = h.geometry;

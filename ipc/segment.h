@@ -33,7 +33,7 @@ inline constexpr std::string_view kShmPrefix = "shmpool.";
 // The sizes a segment is built from; stored in the header, immutable.
 struct Geometry {
   uint32_t slot_count = 1;
-  uint32_t reserved = 0;
+  uint32_t session_capacity = 0;           // entries in the session table (0: none)
   uint64_t request_ring_bytes = 1 << 20;   // multiple of 64, >= 4 KiB
   uint64_t response_ring_bytes = 1 << 20;  // multiple of 64, >= 4 KiB
 };
@@ -120,7 +120,16 @@ struct SegmentHeader {
   uint8_t reserved1[7];
   alignas(kCacheLine) std::atomic<uint32_t> pool_state{0};
   std::atomic<uint32_t> reserved2{0};
-  Doorbell slot_freed;  // rung on every checkin; waiting clients sleep here
+  Doorbell slot_freed;  // rung on every checkin and every new idle worker
+  // Pool-wide counters (relaxed; statistics only).
+  alignas(kCacheLine) std::atomic<uint64_t> calls{0};
+  std::atomic<uint64_t> errors_by_category[8];
+  std::atomic<uint64_t> checkout_timeouts{0};
+  std::atomic<uint64_t> session_table_full{0};
+  std::atomic<uint32_t> waiting{0};  // callers waiting for a worker right now
+  // Session table lock (structural changes only): holder's pid << 32 | token.
+  alignas(kCacheLine) std::atomic<uint64_t> session_lock{0};
+  uint64_t sessions_offset;
 };
 static_assert(std::is_standard_layout_v<SegmentHeader>);
 static_assert(offsetof(SegmentHeader, geometry) == 48);
@@ -128,6 +137,7 @@ static_assert(sizeof(SegmentHeader) % kCacheLine == 0);
 
 struct Layout {
   uint64_t slots_offset;
+  uint64_t sessions_offset;
   uint64_t rings_offset;
   uint64_t slot_stride;  // ring bytes per slot
   uint64_t total;
@@ -162,6 +172,7 @@ class Segment {
   const Geometry& geometry() const { return geometry_; }
   uint32_t slot_count() const { return geometry_.slot_count; }
   SlotData& slot(uint32_t i) const;  // i < slot_count(), checked
+  uint8_t* sessions() const { return base_ + layout_.sessions_offset; }
   FrameRing request_ring(uint32_t i) const;
   FrameRing response_ring(uint32_t i) const;
   uint8_t* base() const { return base_; }

@@ -1,0 +1,47 @@
+#include "ipc/slot_table.h"
+
+namespace shmpool::ipc {
+
+bool try_checkout(Segment& seg, uint32_t i, uint64_t owner, uint64_t* word) {
+  SlotData& s = seg.slot(i);
+  uint64_t w = s.state.load(std::memory_order_acquire);  // pairs with set_state/checkin releases
+  if (slot_state(w) != SlotState::idle) return false;
+  const uint64_t busy = make_slot_word(slot_generation(w) + 1, SlotState::busy);
+  if (!s.state.compare_exchange_strong(w, busy, std::memory_order_acq_rel,
+                                       std::memory_order_relaxed)) {
+    return false;
+  }
+  s.owner.store(owner,
+                std::memory_order_relaxed);  // published by our later checkin / read by the owner
+  s.checkouts.fetch_add(1, std::memory_order_relaxed);
+  *word = busy;
+  return true;
+}
+
+bool checkin(Segment& seg, uint32_t i, uint64_t word) {
+  SlotData& s = seg.slot(i);
+  uint64_t expected = word;
+  const uint64_t idle = make_slot_word(slot_generation(word) + 1, SlotState::idle);
+  s.owner.store(0, std::memory_order_relaxed);
+  // release: the next client that checks the slot out sees our ring updates.
+  bool ok = s.state.compare_exchange_strong(expected, idle, std::memory_order_acq_rel,
+                                            std::memory_order_relaxed);
+  seg.header().slot_freed.ring();  // a waiter re-scans even if the slot died
+  return ok;
+}
+
+uint64_t set_state(Segment& seg, uint32_t i, uint32_t from_mask, SlotState to) {
+  SlotData& s = seg.slot(i);
+  uint64_t w = s.state.load(std::memory_order_acquire);
+  for (;;) {
+    if ((from_mask & state_bit(slot_state(w))) == 0) return 0;
+    const uint64_t next = make_slot_word(slot_generation(w) + 1, to);
+    if (s.state.compare_exchange_weak(w, next, std::memory_order_acq_rel,
+                                      std::memory_order_acquire)) {
+      if (to == SlotState::idle || to == SlotState::dead) seg.header().slot_freed.ring();
+      return next;
+    }
+  }
+}
+
+}  // namespace shmpool::ipc

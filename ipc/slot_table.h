@@ -1,0 +1,36 @@
+// slot_table.h: lock-free checkout and checkin of worker slots through each
+// slot's state word (see SlotState in segment.h for the transition table).
+//
+// Who may call what: clients (any process) call try_checkout/checkin; the
+// owner calls set_state for its own transitions (starting, idle after a
+// worker is ready, dead, retiring, empty). Every transition is a CAS that
+// bumps the generation, so a stale snapshot can never win (no ABA).
+//
+// Memory ordering: a successful checkout CAS is acq_rel: it acquires the
+// owner's release that made the slot idle (rings reset, worker ready), and
+// the checkin CAS releases the client's use of the rings to the next client.
+// After a checkin the header's slot_freed doorbell is rung.
+#pragma once
+
+#include <cstdint>
+
+#include "ipc/segment.h"
+
+namespace shmpool::ipc {
+
+// Tries to move slot `i` from idle to busy. On success returns true and sets
+// *word to the new state word (the checkin needs it) and records `owner`.
+bool try_checkout(Segment& seg, uint32_t i, uint64_t owner, uint64_t* word);
+
+// Moves the slot from busy (as checked out: `word`) back to idle and rings
+// slot_freed. False if the owner changed the slot meanwhile (e.g. the worker
+// died and the slot is dead): the slot is then the owner's to recycle.
+bool checkin(Segment& seg, uint32_t i, uint64_t word);
+
+// Owner: CAS from any state in `from_mask` (bit per SlotState) to `to`.
+// Returns the new word, or 0 if the slot was in no state of the mask.
+uint64_t set_state(Segment& seg, uint32_t i, uint32_t from_mask, SlotState to);
+
+constexpr uint32_t state_bit(SlotState s) { return 1u << uint32_t(s); }
+
+}  // namespace shmpool::ipc
