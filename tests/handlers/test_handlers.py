@@ -83,3 +83,15 @@ def use_kept_ctx(args, ctx):
     except ValueError as exc:
         return {"raised": True, "message": str(exc)}
     return {"raised": False}
+
+
+@command("sleep_ms")
+def sleep_ms(args, ctx):
+    """Simulates work that takes a while."""
+    time.sleep(int(args.get("ms", 10)) / 1000.0)
+    return {"pid": os.getpid()}
+
+
+@command("whoami")
+def whoami(args, ctx):
+    return {"pid": os.getpid(), "session_id": ctx.session_id}

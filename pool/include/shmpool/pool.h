@@ -1,0 +1,145 @@
+// pool.h: start here. A pool of Python workers behind execute_in_session /
+// execute_anonymous, over shared memory.
+//
+// Threads: every method is thread-safe; any number of threads may call at
+// once (each call checks out one worker through the lock-free slot table in
+// the segment, so calls run in parallel up to size + max_overflow).
+//
+// Guarantees: no call blocks past its checkout timeout plus its operation
+// timeout; every failure is an Error {category, type, message, context} with
+// the pool name (and session id, slot, worker pid when known) in context.
+// A worker that crashes fails only its own call (worker_error/worker_crashed)
+// and is replaced; a call past its operation timeout gets
+// timeout_error/operation_timeout and its worker is killed, so a late reply
+// never reaches another call. Session counts are exact as soon as a call
+// returns.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "shmpool/error.h"
+#include "shmpool/value.h"
+#include "shmpool/worker.h"
+
+namespace shmpool {
+
+struct PoolConfig {
+  std::string name;           // required: 1-64 bytes of [A-Za-z0-9_.-]
+  uint32_t size = 0;          // core workers; 0 = number of CPUs
+  uint32_t max_overflow = 2;  // extra workers started when all are busy
+  std::chrono::milliseconds checkout_timeout{5'000};
+  std::chrono::milliseconds operation_timeout{30'000};
+  std::chrono::milliseconds startup_timeout{10'000};
+  bool lazy = false;      // start core workers on demand
+  uint32_t min_warm = 0;  // with lazy: workers started (pre-warmed) at start
+  std::chrono::milliseconds health_check_interval{0};  // ping idle workers; 0 = off
+  std::chrono::milliseconds session_ttl{3'600'000};    // idle sessions removed after this
+  std::chrono::milliseconds session_cleanup_interval{60'000};
+  std::chrono::milliseconds overflow_idle_timeout{10'000};  // overflow workers retire after this
+  uint32_t session_capacity = 4096;   // session table entries (full table: calls still run)
+  uint32_t max_startup_failures = 3;  // consecutive start failures before failing fast
+  std::string python;                 // default: the interpreter shmpool was configured with
+  std::vector<std::string> handler_modules;
+  std::map<std::string, std::string> env;
+  WaitStrategy wait = WaitStrategy::hybrid;
+  std::chrono::nanoseconds spin{50'000};
+  std::size_t request_ring_bytes = 4u << 20;
+  std::size_t response_ring_bytes = 4u << 20;
+  LogCallback log;                 // worker stdout/stderr lines
+  std::function<int64_t()> clock;  // ns, for session times; default CLOCK_MONOTONIC
+};
+
+struct ExecOptions {
+  std::optional<std::chrono::milliseconds> checkout_timeout;   // default: the pool's
+  std::optional<std::chrono::milliseconds> operation_timeout;  // default: the pool's
+  std::span<const uint8_t> payload;  // copied once into the worker's request ring
+  std::span<const uint8_t> body;     // typed nested FlatBuffer
+  bool affinity = true;              // prefer the idle worker that served the session last
+};
+
+struct SessionInfo {
+  std::string id;
+  int64_t created_ns = 0;
+  int64_t last_activity_ns = 0;
+  uint64_t operations = 0;
+  uint64_t errors = 0;
+  int32_t last_slot = -1;
+};
+
+struct WorkerInfo {
+  uint32_t slot = 0;
+  std::string state;  // empty, starting, idle, busy, retiring, dead
+  bool overflow = false;
+  pid_t pid = 0;
+  uint64_t checkouts = 0, successes = 0, errors = 0, restarts = 0;
+  int64_t last_activity_ns = 0;  // CLOCK_MONOTONIC, 0 = never
+};
+
+struct PoolStatus {
+  std::string name;
+  PoolConfig config;  // the effective configuration (defaults resolved)
+  uint32_t starting = 0, idle = 0, busy = 0, overflow = 0, dead = 0, retiring = 0;
+  uint32_t queue_length = 0;  // callers waiting for a worker
+  double uptime_s = 0;
+  uint32_t active_sessions = 0;
+  uint64_t calls = 0, successes = 0, timeouts = 0, checkout_timeouts = 0;
+  uint64_t session_table_full = 0;
+  std::map<std::string, uint64_t> errors_by_category;
+  double latency_p50_us = 0, latency_p99_us = 0;  // from a log2 histogram
+  bool shutting_down = false;
+  std::vector<WorkerInfo> workers;
+};
+
+class Pool {
+ public:
+  // Creates the segment, starts the workers (all of `size`, or `min_warm`
+  // when lazy) and waits until they are ready. config_error for invalid
+  // config; worker_error/startup_failed (stderr tail) if workers cannot start.
+  static Expected<std::unique_ptr<Pool>> start(PoolConfig config);
+  ~Pool();  // shutdown() with a 5 s grace
+
+  Expected<Reply> execute_in_session(std::string_view session_id, std::string_view command,
+                                     const Args& args = empty_args(),
+                                     const ExecOptions& options = {});
+  Expected<Reply> execute_anonymous(std::string_view command, const Args& args = empty_args(),
+                                    const ExecOptions& options = {});
+  // Runs the call on the pool's own threads; the payload is copied. An empty
+  // session_id makes an anonymous call.
+  std::future<Expected<Reply>> submit(std::string session_id, std::string command,
+                                      Args args = empty_args(), ExecOptions options = {});
+
+  // Ends a session (config_error/unknown_session if absent).
+  Status end_session(std::string_view session_id);
+  std::optional<SessionInfo> session(std::string_view session_id) const;
+  std::vector<SessionInfo> sessions() const;
+  // Removes sessions idle longer than the TTL now (the cleanup thread does
+  // this every session_cleanup_interval). Returns how many.
+  uint32_t cleanup_sessions();
+
+  PoolStatus status() const;
+  const std::string& name() const;
+
+  // Stops accepting calls, lets in-flight calls finish within `grace`, then
+  // SIGTERM and SIGKILL; reaps every worker and removes the segment.
+  Status shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));
+
+  struct State;
+
+ private:
+  explicit Pool(std::shared_ptr<State> s);
+  std::shared_ptr<State> s_;
+};
+
+}  // namespace shmpool

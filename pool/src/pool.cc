@@ -1,0 +1,857 @@
+#include "shmpool/pool.h"
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <bit>
+#include <condition_variable>
+#include <deque>
+#include <mutex>
+#include <thread>
+
+#include "ipc/segment.h"
+#include "ipc/session_table.h"
+#include "ipc/slot_table.h"
+#include "pool/src/shm_channel.h"
+#include "pool/src/worker_process.h"
+#include "pool/src/worker_setup.h"
+
+namespace shmpool {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+int64_t ms_to_ns(std::chrono::milliseconds ms) { return int64_t(ms.count()) * 1'000'000; }
+
+// Log2 histogram of call latencies (ns): lock-free, approximate percentiles.
+struct LatencyHistogram {
+  std::atomic<uint64_t> buckets[64] = {};
+  void add(int64_t ns) {
+    buckets[std::bit_width(uint64_t(std::max<int64_t>(ns, 1))) - 1].fetch_add(
+        1, std::memory_order_relaxed);
+  }
+  double percentile_us(double p) const {
+    uint64_t counts[64], total = 0;
+    for (int i = 0; i < 64; ++i) total += counts[i] = buckets[i].load(std::memory_order_relaxed);
+    if (total == 0) return 0;
+    uint64_t want = uint64_t(p * double(total)), seen = 0;
+    for (int i = 0; i < 64; ++i) {
+      seen += counts[i];
+      if (seen > want) return double(uint64_t(1) << i) * 1.5 / 1000.0;  // bucket middle
+    }
+    return 0;
+  }
+};
+
+const char* state_name(ipc::SlotState s) {
+  switch (s) {
+    case ipc::SlotState::empty:
+      return "empty";
+    case ipc::SlotState::starting:
+      return "starting";
+    case ipc::SlotState::idle:
+      return "idle";
+    case ipc::SlotState::busy:
+      return "busy";
+    case ipc::SlotState::retiring:
+      return "retiring";
+    case ipc::SlotState::dead:
+      return "dead";
+  }
+  return "unknown";
+}
+
+constexpr uint32_t kAnyState = ~0u;
+
+}  // namespace
+
+// Owner-side bookkeeping of one slot. `proc` and `channel` change only while
+// the slot is empty/dead/starting (no client holds it); clients copy `proc`
+// under `mu` and use `channel` only while they hold the slot.
+struct SlotRuntime {
+  std::mutex mu;
+  std::shared_ptr<detail::WorkerProcess> proc;
+  std::unique_ptr<detail::ShmChannel> channel;
+  bool overflow = false;
+  // Supervisor thread only:
+  uint32_t consecutive_failures = 0;
+  int64_t restart_at = 0;  // 0: no restart scheduled
+  bool retiring = false;
+  bool starting = false;  // a starter thread owns the slot
+  int64_t started_ns = 0;
+};
+
+struct Pool::State {
+  PoolConfig cfg;
+  std::unique_ptr<ipc::Segment> seg;
+  ipc::SessionTable sessions;
+  std::vector<std::unique_ptr<SlotRuntime>> slots;
+  ipc::WaitPolicy policy;
+  int64_t started_ns = 0;
+  std::atomic<bool> closing{false};
+  std::atomic<bool> failing_fast{false};
+  std::atomic<uint64_t> next_request_id{1};
+  std::atomic<uint32_t> next_token{1};
+  std::atomic<uint32_t> scan_start{0};
+  std::atomic<uint64_t> successes{0}, timeouts{0};
+  LatencyHistogram latency;
+
+  // Supervisor.
+  enum class EventKind { exited, started, start_failed, demand };
+  struct Event {
+    EventKind kind;
+    uint32_t slot = 0;
+    std::optional<Error> error;
+  };
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<Event> events;
+  bool stop_supervisor = false;
+  std::thread supervisor;
+  std::vector<std::pair<uint32_t, std::thread>> starters;  // (slot, thread)
+  std::optional<Error> startup_error;                      // guarded by mu
+  int64_t next_health_check = 0, next_cleanup = 0;
+
+  // Executor for submit().
+  std::mutex exec_mu;
+  std::condition_variable exec_cv;
+  std::deque<std::function<void()>> tasks;
+  std::vector<std::thread> executors;
+  bool stop_executors = false;
+
+  bool shut_down = false;
+  std::mutex shutdown_mu;
+
+  int64_t clock_ns() const { return cfg.clock ? cfg.clock() : ipc::monotonic_ns(); }
+  uint32_t slot_count() const { return uint32_t(slots.size()); }
+  ipc::SlotState state_of(uint32_t i) const {
+    return ipc::slot_state(seg->slot(i).state.load(std::memory_order_acquire));
+  }
+
+  Error with_context(Error e, std::string_view session_id, int slot = -1, pid_t pid = 0) const {
+    e.with("pool_name", cfg.name);
+    if (!session_id.empty()) e.with("session_id", std::string(session_id));
+    if (slot >= 0) e.with("slot", std::to_string(slot));
+    if (pid > 0) e.with("worker_pid", std::to_string(pid));
+    return e;
+  }
+
+  void post(Event ev) {
+    {
+      std::lock_guard lock(mu);
+      events.push_back(std::move(ev));
+    }
+    cv.notify_all();
+  }
+
+  // ---- starting and stopping workers (supervisor thread) ----
+
+  // Starts a worker in slot i (empty or dead) on a starter thread.
+  void launch(uint32_t i) {
+    SlotRuntime& rt = *slots[i];
+    if (!ipc::set_state(
+            *seg, i, ipc::state_bit(ipc::SlotState::empty) | ipc::state_bit(ipc::SlotState::dead),
+            ipc::SlotState::starting)) {
+      return;
+    }
+    rt.starting = true;
+    rt.restart_at = 0;
+    rt.started_ns = ipc::monotonic_ns();
+    starters.emplace_back(i, std::thread([this, i] { run_starter(i); }));
+  }
+
+  void run_starter(uint32_t i) {
+    SlotRuntime& rt = *slots[i];
+    ipc::SlotData& sd = seg->slot(i);
+    // No process uses the rings now: forget old frames, new epoch.
+    seg->request_ring(i).reset();
+    seg->response_ring(i).reset();
+    sd.worker_epoch.fetch_add(1, std::memory_order_relaxed);
+    sd.worker_alive.store(1, std::memory_order_release);  // pairs with ShmChannel's acquire
+    detail::SpawnSpec spec;
+    spec.python = cfg.python;
+    spec.env = cfg.env;
+    spec.log = cfg.log;
+    spec.slot = int(i);
+    spec.args = detail::shm_worker_args(cfg.name, i, cfg.wait, cfg.spin, cfg.handler_modules);
+    spec.on_exit = [this, i](const detail::ExitInfo&) {
+      detail::mark_worker_gone(*seg, i);
+      ipc::set_state(*seg, i, kAnyState & ~ipc::state_bit(ipc::SlotState::empty),
+                     ipc::SlotState::dead);
+      post({EventKind::exited, i, std::nullopt});
+    };
+    auto spawned = detail::WorkerProcess::spawn(std::move(spec));
+    if (!spawned.ok()) {
+      ipc::set_state(*seg, i, kAnyState, ipc::SlotState::dead);
+      post({EventKind::start_failed, i, with_context(spawned.error(), {}, int(i))});
+      return;
+    }
+    std::shared_ptr<detail::WorkerProcess> proc = std::move(spawned.value());
+    auto channel = std::make_unique<detail::ShmChannel>(seg.get(), i, policy);
+    auto hello = channel->await_hello(ipc::monotonic_ns() + ms_to_ns(cfg.startup_timeout));
+    if (!hello.ok()) {
+      Error e = detail::startup_error(hello.error(), *proc, cfg.startup_timeout);
+      ipc::set_state(*seg, i, kAnyState, ipc::SlotState::dead);
+      {
+        std::lock_guard lock(rt.mu);
+        rt.proc = std::move(proc);  // reaped; kept for its exit status until the next start
+      }
+      post({EventKind::start_failed, i, with_context(std::move(e), {}, int(i))});
+      return;
+    }
+    sd.worker_pid.store(proc->pid(), std::memory_order_relaxed);
+    {
+      std::lock_guard lock(rt.mu);
+      rt.proc = std::move(proc);
+      rt.channel = std::move(channel);
+    }
+    // release: a client that checks the slot out sees proc/channel and the rings.
+    ipc::set_state(*seg, i, ipc::state_bit(ipc::SlotState::starting), ipc::SlotState::idle);
+    post({EventKind::started, i, std::nullopt});
+  }
+
+  uint32_t live_workers(uint32_t from, uint32_t to, bool count_idle_only = false) const {
+    uint32_t n = 0;
+    for (uint32_t i = from; i < to; ++i) {
+      auto s = state_of(i);
+      if (count_idle_only) {
+        n += s == ipc::SlotState::idle || s == ipc::SlotState::starting;
+      } else {
+        n +=
+            s == ipc::SlotState::starting || s == ipc::SlotState::idle || s == ipc::SlotState::busy;
+      }
+    }
+    return n;
+  }
+
+  // Starts workers for callers that wait: core slots first (lazy pools),
+  // then overflow slots up to max_overflow.
+  void meet_demand() {
+    if (closing.load() || failing_fast.load()) return;
+    const uint32_t waiting = seg->header().waiting.load(std::memory_order_relaxed);
+    uint32_t available = live_workers(0, slot_count(), /*count_idle_only=*/true);
+    for (uint32_t i = 0; i < slot_count() && available < waiting; ++i) {
+      auto s = state_of(i);
+      SlotRuntime& rt = *slots[i];
+      if ((s == ipc::SlotState::empty || (s == ipc::SlotState::dead && rt.restart_at == 0)) &&
+          !rt.starting) {
+        launch(i);
+        ++available;
+      }
+    }
+  }
+
+  // The starter of slot i posted its last event: join it.
+  void join_starter(uint32_t i) {
+    for (auto it = starters.begin(); it != starters.end(); ++it) {
+      if (it->first == i) {
+        it->second.join();
+        starters.erase(it);
+        return;
+      }
+    }
+  }
+
+  void handle(const Event& ev) {
+    SlotRuntime& rt = *slots[ev.slot];
+    if (ev.kind == EventKind::started || ev.kind == EventKind::start_failed) join_starter(ev.slot);
+    switch (ev.kind) {
+      case EventKind::started:
+        rt.starting = false;
+        rt.consecutive_failures = 0;
+        break;
+      case EventKind::start_failed: {
+        rt.starting = false;
+        ++rt.consecutive_failures;
+        if (rt.consecutive_failures >= cfg.max_startup_failures) {
+          {
+            std::lock_guard lock(mu);
+            if (!startup_error) startup_error = ev.error;
+          }
+          failing_fast.store(true);
+          seg->header().slot_freed.ring();  // waiting callers get the startup error now
+        } else if (!closing.load()) {
+          rt.restart_at = ipc::monotonic_ns() + backoff_ns(rt.consecutive_failures);
+        }
+        break;
+      }
+      case EventKind::exited: {
+        if (rt.starting) break;  // the starter reports it as a failed start
+        if (rt.retiring) {
+          rt.retiring = false;
+          ipc::set_state(*seg, ev.slot, ipc::state_bit(ipc::SlotState::dead),
+                         ipc::SlotState::empty);
+          break;
+        }
+        if (closing.load()) break;
+        seg->slot(ev.slot).restarts.fetch_add(1, std::memory_order_relaxed);
+        if (ev.slot < cfg.size) {
+          // A worker that dies right after starting counts as a failed start.
+          const bool early = ipc::monotonic_ns() - rt.started_ns < 1'000'000'000;
+          rt.consecutive_failures = early ? rt.consecutive_failures + 1 : 0;
+          rt.restart_at =
+              ipc::monotonic_ns() + (early ? backoff_ns(rt.consecutive_failures) : 0) + 1;
+        } else {
+          ipc::set_state(*seg, ev.slot, ipc::state_bit(ipc::SlotState::dead),
+                         ipc::SlotState::empty);
+        }
+        break;
+      }
+      case EventKind::demand:
+        break;
+    }
+  }
+
+  static int64_t backoff_ns(uint32_t failures) {
+    return std::min<int64_t>(int64_t(50'000'000) << std::min<uint32_t>(failures, 7), 5'000'000'000);
+  }
+
+  void periodic(int64_t now) {
+    // Restarts that are due.
+    for (uint32_t i = 0; i < slot_count(); ++i) {
+      SlotRuntime& rt = *slots[i];
+      if (rt.restart_at != 0 && now >= rt.restart_at && !rt.starting && !closing.load()) {
+        rt.restart_at = 0;
+        launch(i);
+      }
+    }
+    // Overflow workers idle for too long retire.
+    for (uint32_t i = cfg.size; i < slot_count(); ++i) {
+      SlotRuntime& rt = *slots[i];
+      ipc::SlotData& sd = seg->slot(i);
+      int64_t last = sd.last_activity_ns.load(std::memory_order_relaxed);
+      if (state_of(i) == ipc::SlotState::idle && last != 0 &&
+          now - last >= ms_to_ns(cfg.overflow_idle_timeout) &&
+          ipc::set_state(*seg, i, ipc::state_bit(ipc::SlotState::idle), ipc::SlotState::retiring)) {
+        rt.retiring = true;
+        std::shared_ptr<detail::WorkerProcess> proc;
+        {
+          std::lock_guard lock(rt.mu);
+          proc = rt.proc;
+        }
+        if (proc) proc->kill(SIGTERM);
+      }
+    }
+    if (cfg.health_check_interval.count() > 0 && now >= next_health_check) {
+      next_health_check = now + ms_to_ns(cfg.health_check_interval);
+      health_check();
+    }
+    if (now >= next_cleanup) {
+      next_cleanup = now + ms_to_ns(cfg.session_cleanup_interval);
+      sessions.expire(clock_ns(), ms_to_ns(cfg.session_ttl));
+    }
+  }
+
+  // Pings every idle worker; one that does not answer is killed (and replaced).
+  void health_check() {
+    for (uint32_t i = 0; i < slot_count(); ++i) {
+      uint64_t word;
+      if (!ipc::try_checkout(*seg, i, 0, &word)) continue;
+      SlotRuntime& rt = *slots[i];
+      detail::CallSpec spec;
+      spec.id = next_request_id.fetch_add(1);
+      spec.command = "ping";
+      spec.deadline_ns =
+          ipc::monotonic_ns() + std::min<int64_t>(ms_to_ns(cfg.operation_timeout), 5'000'000'000);
+      auto r = rt.channel->call(spec);
+      rt.channel->release_held();
+      if (r.ok()) {
+        ipc::checkin(*seg, i, word);
+        continue;
+      }
+      uint64_t expected = word;
+      seg->slot(i).state.compare_exchange_strong(
+          expected, ipc::make_slot_word(ipc::slot_generation(word) + 1, ipc::SlotState::dead),
+          std::memory_order_acq_rel);
+      std::shared_ptr<detail::WorkerProcess> proc;
+      {
+        std::lock_guard lock(rt.mu);
+        proc = rt.proc;
+      }
+      if (proc) proc->kill(SIGKILL);
+    }
+  }
+
+  void supervise() {
+    std::unique_lock lock(mu);
+    for (;;) {
+      cv.wait_for(lock, std::chrono::milliseconds(20),
+                  [&] { return stop_supervisor || !events.empty(); });
+      if (stop_supervisor) return;
+      std::deque<Event> batch;
+      batch.swap(events);
+      lock.unlock();
+      for (auto& ev : batch) handle(ev);
+      periodic(ipc::monotonic_ns());
+      meet_demand();
+      lock.lock();
+    }
+  }
+
+  // ---- calls (any thread) ----
+
+  struct Checkout {
+    uint32_t slot = 0;
+    uint64_t word = 0;
+  };
+
+  bool any_idle() const {
+    for (uint32_t i = 0; i < slot_count(); ++i) {
+      if (state_of(i) == ipc::SlotState::idle) return true;
+    }
+    return false;
+  }
+
+  Expected<Checkout> checkout(std::string_view session_id, bool affinity, int64_t deadline,
+                              std::chrono::milliseconds timeout) {
+    const uint64_t owner = uint64_t(uint32_t(::getpid())) << 32 | next_token.fetch_add(1);
+    Checkout co;
+    if (affinity && !session_id.empty()) {
+      int32_t last = sessions.last_slot(session_id);
+      if (last >= 0 && uint32_t(last) < slot_count() &&
+          ipc::try_checkout(*seg, uint32_t(last), owner, &co.word)) {
+        co.slot = uint32_t(last);
+        return co;
+      }
+    }
+    bool counted_waiting = false;
+    auto stop_waiting = [&] {
+      if (counted_waiting) seg->header().waiting.fetch_sub(1, std::memory_order_relaxed);
+      counted_waiting = false;
+    };
+    for (;;) {
+      const uint32_t n = slot_count();
+      const uint32_t start = scan_start.fetch_add(1, std::memory_order_relaxed) % n;
+      for (uint32_t k = 0; k < n; ++k) {
+        uint32_t i = (start + k) % n;
+        if (ipc::try_checkout(*seg, i, owner, &co.word)) {
+          co.slot = i;
+          stop_waiting();
+          return co;
+        }
+      }
+      if (closing.load()) {
+        stop_waiting();
+        return with_context(
+            make_error(Category::resource_error, "pool_shutting_down", "the pool is shutting down"),
+            session_id);
+      }
+      if (failing_fast.load() && live_workers(0, n) == 0) {
+        stop_waiting();
+        std::lock_guard lock(mu);
+        Error e = startup_error ? *startup_error
+                                : make_error(Category::worker_error, "startup_failed",
+                                             "workers cannot start");
+        return with_context(std::move(e), session_id);
+      }
+      if (ipc::monotonic_ns() >= deadline) {
+        stop_waiting();
+        seg->header().checkout_timeouts.fetch_add(1, std::memory_order_relaxed);
+        timeouts.fetch_add(1, std::memory_order_relaxed);
+        return with_context(
+            make_error(Category::timeout_error, "checkout_timeout", "No workers available")
+                .with("checkout_timeout_ms", std::to_string(timeout.count())),
+            session_id);
+      }
+      if (!counted_waiting) {
+        counted_waiting = true;
+        seg->header().waiting.fetch_add(1, std::memory_order_relaxed);
+        post({EventKind::demand, 0, std::nullopt});
+      }
+      ipc::wait_until(
+          seg->header().slot_freed,
+          [&] {
+            return any_idle() || closing.load(std::memory_order_relaxed) ||
+                   failing_fast.load(std::memory_order_relaxed);
+          },
+          deadline, policy);
+    }
+  }
+
+  Expected<Reply> execute(std::string_view session_id, std::string_view command, const Args& args,
+                          const ExecOptions& opt) {
+    const int64_t t0 = ipc::monotonic_ns();
+    if (!session_id.empty() && !ipc::valid_session_id(session_id)) {
+      return count(
+          with_context(make_error(Category::config_error, "invalid_session_id",
+                                  "session ids are 1-64 printable ASCII bytes without spaces"),
+                       {})
+              .with("session_id_length", std::to_string(session_id.size())));
+    }
+    if (closing.load()) {
+      return count(with_context(
+          make_error(Category::resource_error, "pool_shutting_down", "the pool is shutting down"),
+          session_id));
+    }
+    const auto checkout_timeout = opt.checkout_timeout.value_or(cfg.checkout_timeout);
+    const auto op_timeout = opt.operation_timeout.value_or(cfg.operation_timeout);
+    auto co = checkout(session_id, opt.affinity, t0 + ms_to_ns(checkout_timeout), checkout_timeout);
+    if (!co.ok()) {
+      record_session(session_id, -1, true);
+      return count(co.error());
+    }
+    const uint32_t i = co->slot;
+    SlotRuntime& rt = *slots[i];
+    std::shared_ptr<detail::WorkerProcess> proc;
+    {
+      std::lock_guard lock(rt.mu);
+      proc = rt.proc;
+    }
+    ipc::SlotData& sd = seg->slot(i);
+    detail::CallSpec spec;
+    spec.id = next_request_id.fetch_add(1, std::memory_order_relaxed);
+    spec.session_id = session_id;
+    spec.command = command;
+    spec.args = args;
+    spec.payload = opt.payload;
+    spec.body = opt.body;
+    spec.deadline_ns = ipc::monotonic_ns() + ms_to_ns(op_timeout);
+    Expected<Reply> r = rt.channel->call(spec);
+    if (r.ok()) r->own_payload();
+    rt.channel->release_held();
+    sd.last_activity_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
+    if (r.ok()) {
+      sd.successes.fetch_add(1, std::memory_order_relaxed);
+      ipc::checkin(*seg, i, co->word);
+      record_session(session_id, int32_t(i), false);
+      successes.fetch_add(1, std::memory_order_relaxed);
+      seg->header().calls.fetch_add(1, std::memory_order_relaxed);
+      latency.add(ipc::monotonic_ns() - t0);
+      return r;
+    }
+    sd.errors.fetch_add(1, std::memory_order_relaxed);
+    Error e = with_context(r.error(), session_id, int(i), proc ? proc->pid() : 0);
+    e.with("command", std::string(command));
+    if (detail::worker_must_be_replaced(e)) {
+      // The slot goes dead before anyone else can check it out; the
+      // supervisor replaces the worker when its exit is reaped.
+      uint64_t expected = co->word;
+      sd.state.compare_exchange_strong(
+          expected, ipc::make_slot_word(ipc::slot_generation(co->word) + 1, ipc::SlotState::dead),
+          std::memory_order_acq_rel);
+      if (proc) detail::finish_failed_worker(e, *proc, op_timeout);
+      if (e.type == detail::kOperationTimeout) timeouts.fetch_add(1, std::memory_order_relaxed);
+    } else {
+      ipc::checkin(*seg, i, co->word);
+    }
+    record_session(session_id, int32_t(i), true);
+    seg->header().calls.fetch_add(1, std::memory_order_relaxed);
+    latency.add(ipc::monotonic_ns() - t0);
+    return count(std::move(e));
+  }
+
+  Error count(Error e) {
+    seg->header().errors_by_category[int(e.category)].fetch_add(1, std::memory_order_relaxed);
+    return e;
+  }
+
+  void record_session(std::string_view id, int32_t slot, bool failed) {
+    if (id.empty()) return;
+    if (sessions.record(id, clock_ns(), slot, failed) == ipc::Errc::ring_full) {
+      seg->header().session_table_full.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  // ---- shutdown ----
+
+  void stop_all(std::chrono::milliseconds grace) {
+    std::lock_guard guard(shutdown_mu);
+    if (shut_down) return;
+    shut_down = true;
+    closing.store(true);
+    seg->header().pool_state.store(uint32_t(ipc::PoolState::closing), std::memory_order_release);
+    seg->header().slot_freed.ring();  // waiting callers give up now
+    const int64_t deadline = ipc::monotonic_ns() + ms_to_ns(grace);
+    auto none_busy = [&] {
+      for (uint32_t i = 0; i < slot_count(); ++i) {
+        if (state_of(i) == ipc::SlotState::busy) return false;
+      }
+      return true;
+    };
+    ipc::wait_until(seg->header().slot_freed, none_busy, deadline,
+                    ipc::WaitPolicy{ipc::WaitStrategy::block, 0});
+    {
+      std::lock_guard lock(exec_mu);
+      stop_executors = true;
+    }
+    exec_cv.notify_all();
+    for (auto& t : executors) t.join();
+    {
+      std::lock_guard lock(mu);
+      stop_supervisor = true;
+    }
+    cv.notify_all();
+    if (supervisor.joinable()) supervisor.join();
+    for (auto& [slot, t] : starters) t.join();
+    starters.clear();
+    // SIGTERM everyone, then wait for each until the deadline, then SIGKILL.
+    std::vector<std::shared_ptr<detail::WorkerProcess>> procs;
+    for (auto& rt : slots) {
+      std::lock_guard lock(rt->mu);
+      if (rt->proc) procs.push_back(rt->proc);
+    }
+    for (auto& p : procs) p->kill(SIGTERM);
+    const int64_t term_deadline = std::max(deadline, ipc::monotonic_ns() + 1'000'000'000);
+    for (auto& p : procs) {
+      if (!p->wait_exit(term_deadline)) p->terminate(0);
+    }
+    procs.clear();
+    // Every worker is reaped. Channels and process handles stay until the
+    // State goes: a call that was still in flight may be returning through them.
+    ipc::Segment::remove(cfg.name);
+  }
+};
+
+Pool::Pool(std::shared_ptr<State> s) : s_(std::move(s)) {}
+
+Pool::~Pool() {
+  if (s_) s_->stop_all(std::chrono::milliseconds(5000));
+}
+
+namespace {
+std::optional<Error> validate(PoolConfig& c) {
+  auto bad = [](const char* field, std::string why) {
+    return make_error(Category::config_error, "invalid_config", std::move(why))
+        .with("field", field);
+  };
+  if (c.size == 0) c.size = std::max(1u, std::thread::hardware_concurrency());
+  if (c.python.empty()) c.python = detail::default_python();
+  if (c.size > 512) return bad("size", "size must be 1-512");
+  if (c.max_overflow > 512) return bad("max_overflow", "max_overflow must be 0-512");
+  if (c.checkout_timeout.count() <= 0) return bad("checkout_timeout", "must be positive");
+  if (c.operation_timeout.count() <= 0) return bad("operation_timeout", "must be positive");
+  if (c.startup_timeout.count() <= 0) return bad("startup_timeout", "must be positive");
+  if (c.session_ttl.count() <= 0) return bad("session_ttl", "must be positive");
+  if (c.session_cleanup_interval.count() <= 0)
+    return bad("session_cleanup_interval", "must be positive");
+  if (c.overflow_idle_timeout.count() <= 0) return bad("overflow_idle_timeout", "must be positive");
+  if (c.health_check_interval.count() < 0)
+    return bad("health_check_interval", "must not be negative");
+  if (c.min_warm > c.size) return bad("min_warm", "min_warm must not exceed size");
+  if (c.max_startup_failures == 0) return bad("max_startup_failures", "must be at least 1");
+  if (c.spin.count() < 0) return bad("spin", "must not be negative");
+  return std::nullopt;
+}
+}  // namespace
+
+Expected<std::unique_ptr<Pool>> Pool::start(PoolConfig config) {
+  if (auto e = validate(config)) return e->with("pool_name", config.name);
+  auto s = std::make_shared<State>();
+  s->cfg = std::move(config);
+  const PoolConfig& c = s->cfg;
+  ipc::Geometry g;
+  g.slot_count = c.size + c.max_overflow;
+  g.session_capacity = c.session_capacity;
+  g.request_ring_bytes = c.request_ring_bytes;
+  g.response_ring_bytes = c.response_ring_bytes;
+  auto seg = detail::create_segment(c.name, g);
+  if (!seg.ok()) return seg.error();
+  s->seg = std::move(seg.value());
+  s->sessions = ipc::SessionTable(s->seg->sessions(), c.session_capacity,
+                                  &s->seg->header().session_lock, uint32_t(::getpid()));
+  s->policy = detail::to_policy(c.wait, c.spin);
+  s->started_ns = ipc::monotonic_ns();
+  for (uint32_t i = 0; i < g.slot_count; ++i) {
+    s->slots.push_back(std::make_unique<SlotRuntime>());
+    s->slots.back()->overflow = i >= c.size;
+  }
+  s->next_cleanup = ipc::monotonic_ns() + ms_to_ns(c.session_cleanup_interval);
+  s->next_health_check = ipc::monotonic_ns() + ms_to_ns(c.health_check_interval);
+  std::unique_ptr<Pool> pool(new Pool(s));
+  // Initial workers, started in parallel; wait until each is idle or failed.
+  const uint32_t initial = c.lazy ? c.min_warm : c.size;
+  uint32_t pending = initial;
+  {
+    for (uint32_t i = 0; i < initial; ++i) s->launch(i);
+    std::unique_lock lock(s->mu);
+    const auto deadline = Clock::now() + c.startup_timeout + std::chrono::seconds(5);
+    while (pending > 0) {
+      if (!s->cv.wait_until(lock, deadline, [&] { return !s->events.empty(); })) break;
+      while (!s->events.empty()) {
+        State::Event ev = std::move(s->events.front());
+        s->events.pop_front();
+        lock.unlock();
+        s->handle(ev);
+        lock.lock();
+        if (ev.kind == State::EventKind::started) --pending;
+        if (ev.kind == State::EventKind::start_failed) {
+          Error e = *ev.error;
+          lock.unlock();
+          pool.reset();  // shuts down what did start
+          return e;
+        }
+      }
+    }
+    if (pending > 0) {
+      lock.unlock();
+      pool.reset();
+      return make_error(Category::timeout_error, "startup_timeout",
+                        "workers were not ready in time")
+          .with("pool_name", c.name);
+    }
+  }
+  s->seg->header().pool_state.store(uint32_t(ipc::PoolState::ready), std::memory_order_release);
+  s->supervisor = std::thread([s = s.get()] { s->supervise(); });
+  return pool;
+}
+
+Expected<Reply> Pool::execute_in_session(std::string_view session_id, std::string_view command,
+                                         const Args& args, const ExecOptions& options) {
+  if (session_id.empty()) {
+    return s_->count(s_->with_context(
+        make_error(Category::config_error, "invalid_session_id", "session id must not be empty"),
+        {}));
+  }
+  return s_->execute(session_id, command, args, options);
+}
+
+Expected<Reply> Pool::execute_anonymous(std::string_view command, const Args& args,
+                                        const ExecOptions& options) {
+  return s_->execute({}, command, args, options);
+}
+
+std::future<Expected<Reply>> Pool::submit(std::string session_id, std::string command, Args args,
+                                          ExecOptions options) {
+  auto payload =
+      std::make_shared<std::vector<uint8_t>>(options.payload.begin(), options.payload.end());
+  auto body = std::make_shared<std::vector<uint8_t>>(options.body.begin(), options.body.end());
+  auto task = std::make_shared<std::packaged_task<Expected<Reply>()>>(
+      [s = s_, session_id = std::move(session_id), command = std::move(command),
+       args = std::move(args), options, payload, body]() mutable {
+        options.payload = *payload;
+        options.body = *body;
+        return s->execute(session_id, command, args, options);
+      });
+  auto future = task->get_future();
+  State& s = *s_;
+  {
+    std::lock_guard lock(s.exec_mu);
+    if (s.stop_executors) {
+      (*task)();  // fails fast with pool_shutting_down
+      return future;
+    }
+    if (s.executors.empty()) {
+      for (uint32_t t = 0; t < s.slot_count(); ++t) {
+        s.executors.emplace_back([&s] {
+          std::unique_lock lock(s.exec_mu);
+          for (;;) {
+            s.exec_cv.wait(lock, [&] { return s.stop_executors || !s.tasks.empty(); });
+            if (s.tasks.empty()) return;  // stopping, queue drained
+            auto job = std::move(s.tasks.front());
+            s.tasks.pop_front();
+            lock.unlock();
+            job();
+            lock.lock();
+          }
+        });
+      }
+    }
+    s.tasks.emplace_back([task] { (*task)(); });
+  }
+  s.exec_cv.notify_one();
+  return future;
+}
+
+Status Pool::end_session(std::string_view session_id) {
+  if (!s_->sessions.remove(session_id)) {
+    return s_->with_context(
+        make_error(Category::config_error, "unknown_session", "no such session"), session_id);
+  }
+  return {};
+}
+
+namespace {
+SessionInfo to_info(const ipc::SessionSnapshot& s) {
+  return SessionInfo{s.id, s.created_ns, s.last_activity_ns, s.operations, s.errors, s.last_slot};
+}
+}  // namespace
+
+std::optional<SessionInfo> Pool::session(std::string_view session_id) const {
+  ipc::SessionSnapshot snap;
+  if (!ipc::valid_session_id(session_id) || !s_->sessions.find(session_id, &snap))
+    return std::nullopt;
+  return to_info(snap);
+}
+
+std::vector<SessionInfo> Pool::sessions() const {
+  std::vector<SessionInfo> out;
+  for (auto& s : s_->sessions.list()) out.push_back(to_info(s));
+  return out;
+}
+
+uint32_t Pool::cleanup_sessions() {
+  return s_->sessions.expire(s_->clock_ns(), ms_to_ns(s_->cfg.session_ttl));
+}
+
+const std::string& Pool::name() const { return s_->cfg.name; }
+
+PoolStatus Pool::status() const {
+  const State& s = *s_;
+  PoolStatus st;
+  st.name = s.cfg.name;
+  st.config = s.cfg;
+  st.uptime_s = double(ipc::monotonic_ns() - s.started_ns) / 1e9;
+  st.shutting_down = s.closing.load();
+  const ipc::SegmentHeader& h = s.seg->header();
+  st.queue_length = h.waiting.load(std::memory_order_relaxed);
+  st.calls = h.calls.load(std::memory_order_relaxed);
+  st.successes = s.successes.load(std::memory_order_relaxed);
+  st.timeouts = s.timeouts.load(std::memory_order_relaxed);
+  st.checkout_timeouts = h.checkout_timeouts.load(std::memory_order_relaxed);
+  st.session_table_full = h.session_table_full.load(std::memory_order_relaxed);
+  for (int c = 0; c <= int(Category::config_error); ++c) {
+    st.errors_by_category[std::string(category_name(Category(c)))] =
+        h.errors_by_category[c].load(std::memory_order_relaxed);
+  }
+  st.latency_p50_us = s.latency.percentile_us(0.50);
+  st.latency_p99_us = s.latency.percentile_us(0.99);
+  st.active_sessions = s.sessions.active_count();
+  for (uint32_t i = 0; i < s.slot_count(); ++i) {
+    const ipc::SlotData& sd = s.seg->slot(i);
+    WorkerInfo w;
+    w.slot = i;
+    auto state = s.state_of(i);
+    w.state = state_name(state);
+    w.overflow = i >= s.cfg.size;
+    w.pid = state == ipc::SlotState::empty ? 0 : sd.worker_pid.load(std::memory_order_relaxed);
+    w.checkouts = sd.checkouts.load(std::memory_order_relaxed);
+    w.successes = sd.successes.load(std::memory_order_relaxed);
+    w.errors = sd.errors.load(std::memory_order_relaxed);
+    w.restarts = sd.restarts.load(std::memory_order_relaxed);
+    w.last_activity_ns = sd.last_activity_ns.load(std::memory_order_relaxed);
+    switch (state) {
+      case ipc::SlotState::starting:
+        ++st.starting;
+        break;
+      case ipc::SlotState::idle:
+        ++st.idle;
+        break;
+      case ipc::SlotState::busy:
+        ++st.busy;
+        break;
+      case ipc::SlotState::dead:
+        ++st.dead;
+        break;
+      case ipc::SlotState::retiring:
+        ++st.retiring;
+        break;
+      case ipc::SlotState::empty:
+        break;
+    }
+    if (w.overflow && (state == ipc::SlotState::idle || state == ipc::SlotState::busy ||
+                       state == ipc::SlotState::starting)) {
+      ++st.overflow;
+    }
+    st.workers.push_back(std::move(w));
+  }
+  return st;
+}
+
+Status Pool::shutdown(std::chrono::milliseconds grace) {
+  s_->stop_all(grace);
+  return {};
+}
+
+}  // namespace shmpool
