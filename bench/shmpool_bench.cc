@@ -7,17 +7,23 @@
 //   --benchmark_out_format=json shmpool_bench --demo                     headline cases and a
 //   comparison table
 #include <benchmark/benchmark.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "ipc/segment.h"
+#include "ipc/slot_table.h"
+#include "shmpool/pool.h"
 #include "shmpool/worker.h"
 
 namespace {
@@ -164,11 +170,165 @@ void payload_sizes(benchmark::internal::Benchmark* b) {
 
 }  // namespace
 
+// ---- pools ----
+
+// The baseline pool: pipe-JSON workers behind a mutex-and-condvar free list,
+// the way the pool shmpool replaces handed out its workers.
+class PipeJsonPool {
+ public:
+  explicit PipeJsonPool(uint32_t size) {
+    for (uint32_t i = 0; i < size; ++i) {
+      shmpool::WorkerOptions o;
+      o.transport = Transport::pipe_json;
+      auto w = shmpool::Worker::start(o);
+      if (!w.ok()) {
+        std::fprintf(stderr, "cannot start worker: %s\n", w.error().to_string().c_str());
+        std::exit(1);
+      }
+      workers_.push_back(std::move(w.value()));
+      free_.push_back(workers_.back().get());
+    }
+  }
+  shmpool::Expected<shmpool::Reply> call(std::string_view command) {
+    shmpool::Worker* w;
+    {
+      std::unique_lock lock(mu_);
+      cv_.wait(lock, [&] { return !free_.empty(); });
+      w = free_.back();
+      free_.pop_back();
+    }
+    auto r = w->call(command);
+    {
+      std::lock_guard lock(mu_);
+      free_.push_back(w);
+    }
+    cv_.notify_one();
+    return r;
+  }
+
+ private:
+  std::vector<std::unique_ptr<shmpool::Worker>> workers_;
+  std::vector<shmpool::Worker*> free_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+};
+
+constexpr uint32_t kPoolSize = 2;
+
+shmpool::Pool& shm_pool() {
+  static std::unique_ptr<shmpool::Pool> pool = [] {
+    shmpool::PoolConfig c;
+    c.name = "bench-" + std::to_string(::getpid());
+    c.size = kPoolSize;
+    c.max_overflow = 0;
+    auto p = shmpool::Pool::start(c);
+    if (!p.ok()) {
+      std::fprintf(stderr, "cannot start pool: %s\n", p.error().to_string().c_str());
+      std::exit(1);
+    }
+    return std::move(p.value());
+  }();
+  return *pool;
+}
+
+PipeJsonPool& pipe_pool() {
+  static PipeJsonPool pool(kPoolSize);
+  return pool;
+}
+
+shmpool::Expected<shmpool::Reply> pool_ping(Transport t) {
+  return t == Transport::shm ? shm_pool().execute_anonymous("ping") : pipe_pool().call("ping");
+}
+
+// One caller, pool of 2: the round trip including checkout and checkin.
+void BM_PoolPing(benchmark::State& state) {
+  const Transport t = transport_of(state);
+  timed_calls(state, [&] {
+    auto r = pool_ping(t);
+    if (!r.ok()) return fail(state, r.error());
+    return r->value().AsMap()["pong"].AsBool();
+  });
+}
+
+// N caller threads on a pool of 2 workers: calls/s (items_per_second, summed
+// over threads) and per-thread p99.
+void BM_PoolThroughput(benchmark::State& state) {
+  const Transport t = transport_of(state);
+  std::vector<double> lat;
+  lat.reserve(1 << 16);
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    auto r = pool_ping(t);
+    auto t1 = Clock::now();
+    if (!r.ok()) {
+      fail(state, r.error());
+      return;
+    }
+    lat.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+  }
+  state.SetItemsProcessed(int64_t(state.iterations()));
+  if (lat.empty()) return;
+  std::sort(lat.begin(), lat.end());
+  state.counters["p50_us"] =
+      benchmark::Counter(lat[lat.size() / 2], benchmark::Counter::kAvgThreads);
+  state.counters["p99_us"] = benchmark::Counter(
+      lat[std::min(lat.size() - 1, lat.size() * 99 / 100)], benchmark::Counter::kAvgThreads);
+}
+
+// Uncontended checkout + checkin of a slot in the segment (no worker).
+void BM_CheckoutCheckin(benchmark::State& state) {
+  const std::string name = "bench-slots-" + std::to_string(::getpid());
+  std::unique_ptr<shmpool::ipc::Segment> seg;
+  if (shmpool::ipc::Segment::create(name, shmpool::ipc::Geometry{4, 0, 4096, 4096}, &seg) !=
+      shmpool::ipc::Errc::ok) {
+    state.SkipWithError("cannot create segment");
+    return;
+  }
+  for (uint32_t i = 0; i < 4; ++i) {
+    shmpool::ipc::set_state(*seg, i, shmpool::ipc::state_bit(shmpool::ipc::SlotState::empty),
+                            shmpool::ipc::SlotState::idle);
+  }
+  for (auto _ : state) {
+    uint64_t word;
+    if (!shmpool::ipc::try_checkout(*seg, 0, 1, &word) || !shmpool::ipc::checkin(*seg, 0, word)) {
+      state.SkipWithError("checkout failed");
+      break;
+    }
+  }
+  seg.reset();
+  shmpool::ipc::Segment::remove(name);
+}
+
+// Spawn to ready: Worker::start until the worker's hello arrived.
+void BM_WorkerStartup(benchmark::State& state) {
+  for (auto _ : state) {
+    shmpool::WorkerOptions o;
+    o.transport = transport_of(state);
+    auto t0 = Clock::now();
+    auto w = shmpool::Worker::start(o);
+    auto t1 = Clock::now();
+    if (!w.ok()) {
+      fail(state, w.error());
+      return;
+    }
+    state.SetIterationTime(std::chrono::duration<double>(t1 - t0).count());
+    (*w)->stop();
+  }
+}
+
 BENCHMARK(BM_Ping)->Apply(transports)->UseManualTime();
 BENCHMARK(BM_PingCold)->Apply(transports)->UseManualTime()->Iterations(300);
 BENCHMARK(BM_SmallArgs)->Apply(transports)->UseManualTime();
 BENCHMARK(BM_PayloadToPython)->Apply(payload_sizes)->UseManualTime();
 BENCHMARK(BM_PayloadEcho)->Apply(payload_sizes)->UseManualTime();
+BENCHMARK(BM_PoolPing)->Apply(transports)->UseManualTime();
+BENCHMARK(BM_PoolThroughput)->Apply(transports)->Threads(4)->Threads(16)->UseRealTime();
+BENCHMARK(BM_CheckoutCheckin);
+BENCHMARK(BM_WorkerStartup)
+    ->Apply(transports)
+    ->UseManualTime()
+    ->Iterations(10)
+    ->Unit(benchmark::kMillisecond);
 
 namespace {
 

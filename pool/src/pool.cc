@@ -89,13 +89,14 @@ struct Pool::State {
   ipc::SessionTable sessions;
   std::vector<std::unique_ptr<SlotRuntime>> slots;
   ipc::WaitPolicy policy;
+  ipc::WaitPolicy checkout_policy;  // shorter polling than calls
   int64_t started_ns = 0;
   std::atomic<bool> closing{false};
   std::atomic<bool> failing_fast{false};
   std::atomic<uint64_t> next_request_id{1};
   std::atomic<uint32_t> next_token{1};
-  std::atomic<uint32_t> scan_start{0};
   std::atomic<uint64_t> successes{0}, timeouts{0};
+  std::atomic<uint32_t> scan_start{0};
   LatencyHistogram latency;
 
   // Supervisor.
@@ -422,12 +423,16 @@ struct Pool::State {
       counted_waiting = false;
     };
     for (;;) {
+      // This thread's last slot first: with few callers the same workers stay
+      // hot (still polling) while the others go to sleep, which matters on
+      // few cores. Then the others, from a rotating start (spreads threads).
       const uint32_t n = slot_count();
-      const uint32_t start = scan_start.fetch_add(1, std::memory_order_relaxed) % n;
-      for (uint32_t k = 0; k < n; ++k) {
-        uint32_t i = (start + k) % n;
+      thread_local uint32_t last_slot = 0;
+      const uint32_t start = scan_start.fetch_add(1, std::memory_order_relaxed);
+      for (uint32_t k = 0; k <= n; ++k) {
+        const uint32_t i = k == 0 ? last_slot % n : (start + k) % n;
         if (ipc::try_checkout(*seg, i, owner, &co.word)) {
-          co.slot = i;
+          co.slot = last_slot = i;
           stop_waiting();
           return co;
         }
@@ -460,13 +465,15 @@ struct Pool::State {
         seg->header().waiting.fetch_add(1, std::memory_order_relaxed);
         post({EventKind::demand, 0, std::nullopt});
       }
+      // Waiting callers poll only briefly: many of them polling for long
+      // would take the cores the workers need.
       ipc::wait_until(
           seg->header().slot_freed,
           [&] {
             return any_idle() || closing.load(std::memory_order_relaxed) ||
                    failing_fast.load(std::memory_order_relaxed);
           },
-          deadline, policy);
+          deadline, checkout_policy);
     }
   }
 
@@ -652,6 +659,8 @@ Expected<std::unique_ptr<Pool>> Pool::start(PoolConfig config) {
   s->sessions = ipc::SessionTable(s->seg->sessions(), c.session_capacity,
                                   &s->seg->header().session_lock, uint32_t(::getpid()));
   s->policy = detail::to_policy(c.wait, c.spin);
+  s->checkout_policy = s->policy;
+  s->checkout_policy.spin_ns = std::min<int64_t>(s->policy.spin_ns, 5'000);
   s->started_ns = ipc::monotonic_ns();
   for (uint32_t i = 0; i < g.slot_count; ++i) {
     s->slots.push_back(std::make_unique<SlotRuntime>());
