@@ -336,7 +336,7 @@ namespace {
 class TableReporter : public benchmark::ConsoleReporter {
  public:
   struct Row {
-    double p50 = 0, p99 = 0, mean_us = 0;
+    double p50 = 0, p99 = 0, mean_us = 0, items_per_s = 0;
   };
   std::map<std::string, std::map<std::string, Row>> rows;  // case -> transport -> row
   std::vector<std::string> order;
@@ -346,7 +346,9 @@ class TableReporter : public benchmark::ConsoleReporter {
     for (const Run& r : runs) {
       if (r.error_occurred || r.run_type != Run::RT_Iteration) continue;
       std::string name = r.benchmark_name();
-      std::string transport = name.find("transport:0") != std::string::npos ? "shm" : "pipe_json";
+      std::string transport = name.find("transport:0") != std::string::npos   ? "shm"
+                              : name.find("transport:1") != std::string::npos ? "pipe_json"
+                                                                              : "-";
       std::string key = name;
       for (const char* t : {"transport:0", "transport:1"}) {
         if (auto p = key.find(t); p != std::string::npos) key.erase(p, std::strlen(t));
@@ -363,6 +365,9 @@ class TableReporter : public benchmark::ConsoleReporter {
       row.mean_us = r.GetAdjustedRealTime() * (r.time_unit == benchmark::kMicrosecond   ? 1
                                                : r.time_unit == benchmark::kMillisecond ? 1000
                                                                                         : 0.001);
+      if (auto it = r.counters.find("items_per_second"); it != r.counters.end()) {
+        row.items_per_s = it->second.value;
+      }
       if (!rows.count(key)) order.push_back(key);
       rows[key][transport] = row;
     }
@@ -376,10 +381,36 @@ class TableReporter : public benchmark::ConsoleReporter {
     for (const auto& key : order) {
       const auto& m = rows.at(key);
       auto shm = m.find("shm"), pipe = m.find("pipe_json");
-      if (shm == m.end() || pipe == m.end()) continue;
+      if (shm == m.end() || pipe == m.end() || shm->second.p50 == 0) continue;
       std::printf("| %s | %.2f | %.2f | %.2f | %.2f | %.1fx |\n", key.c_str(), shm->second.p50,
                   shm->second.p99, pipe->second.p50, pipe->second.p99,
                   shm->second.p50 > 0 ? pipe->second.p50 / shm->second.p50 : 0.0);
+    }
+    bool header = false;
+    for (const auto& key : order) {
+      const auto& m = rows.at(key);
+      auto shm = m.find("shm"), pipe = m.find("pipe_json");
+      if (shm == m.end() || pipe == m.end() || shm->second.items_per_s == 0) continue;
+      if (!header) {
+        std::printf(
+            "\n| throughput | shm calls/s | pipe_json calls/s | ratio |\n|---|---:|---:|---:|\n");
+        header = true;
+      }
+      std::printf("| %s | %.0f | %.0f | %.1fx |\n", key.c_str(), shm->second.items_per_s,
+                  pipe->second.items_per_s, shm->second.items_per_s / pipe->second.items_per_s);
+    }
+    header = false;
+    for (const auto& key : order) {
+      const auto& m = rows.at(key);
+      for (const auto& [transport, row] : m) {
+        if (row.p50 != 0 || row.items_per_s != 0) continue;
+        if (!header) {
+          std::printf("\n| other | mean |\n|---|---:|\n");
+          header = true;
+        }
+        std::printf("| %s%s | %.3f us |\n", key.c_str(),
+                    m.size() > 1 ? (" (" + transport + ")").c_str() : "", row.mean_us);
+      }
     }
   }
 };
@@ -399,7 +430,9 @@ int main(int argc, char** argv) {
     }
   }
   if (demo) {
-    filter_arg = "--benchmark_filter=BM_Ping|BM_SmallArgs|BM_PayloadToPython";
+    filter_arg =
+        "--benchmark_filter=BM_Ping|BM_SmallArgs|BM_PayloadToPython|BM_PoolPing|BM_PoolThroughput|"
+        "BM_CheckoutCheckin|BM_WorkerStartup";
     args.push_back(filter_arg.data());
   }
   int n = int(args.size());

@@ -14,6 +14,8 @@
 // wake-up.
 #pragma once
 
+#include <sched.h>
+
 #include <atomic>
 #include <cstdint>
 
@@ -89,6 +91,9 @@ WaitResult wait_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns,
         int64_t now = monotonic_ns();
         if (deadline_ns > 0 && now >= deadline_ns) return WaitResult::timed_out;
         if (spin_end > 0 && now >= spin_end) break;
+        // With more runnable threads than cores (a pool and its callers on
+        // two cores), let whoever we wait for run on this core.
+        if ((i & 1023) == 0) sched_yield();
       }
     }
   }
