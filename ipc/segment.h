@@ -25,7 +25,7 @@
 namespace shmpool::ipc {
 
 inline constexpr uint64_t kSegmentMagic = 0x314c4f4f504d4853ull;  // "SHMPOOL1"
-inline constexpr uint32_t kLayoutVersion = 2;
+inline constexpr uint32_t kLayoutVersion = 3;
 inline constexpr std::size_t kMaxNameLength = 64;
 // Name prefix of every shmpool segment in /dev/shm.
 inline constexpr std::string_view kShmPrefix = "shmpool.";
@@ -88,6 +88,7 @@ struct SlotData {
   std::atomic<uint64_t> successes{0};
   std::atomic<uint64_t> errors{0};
   std::atomic<uint64_t> restarts{0};
+  std::atomic<int64_t> started_ns{0};  // owner, when the current worker was spawned
   RingControl request;
   RingControl response;
 };

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -524,6 +525,111 @@ TEST_F(PoolTest, HealthCheckReplacesAStoppedWorker) {
     return w.state == "idle" && w.pid != before;
   }));
   EXPECT_TRUE(pool->execute_anonymous("ping").ok());
+}
+
+}  // namespace
+}  // namespace shmpool
+
+namespace shmpool {
+namespace {
+
+bool process_gone(pid_t pid) {
+  // Gone, or a zombie waiting for a reaper that is not us.
+  if (::kill(pid, 0) != 0) return true;
+  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (!f) return true;
+  char buf[512] = {};
+  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
+  std::fclose(f);
+  std::string stat(buf, n);
+  auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
+}
+
+TEST_F(PoolTest, WorkersDieWithTheirOwnerAndANewOwnerReclaimsTheName) {
+  const std::string name = unique_pool_name("orphan");
+  int out[2];
+  ASSERT_EQ(::pipe(out), 0);
+  pid_t owner = ::fork();
+  ASSERT_GE(owner, 0);
+  if (owner == 0) {
+    ::dup2(out[1], 1);
+    ::close(out[0]);
+    ::close(out[1]);
+    ::execl(SHMPOOL_OWNER_HELPER, SHMPOOL_OWNER_HELPER, name.c_str(), SHMPOOL_TEST_HANDLERS,
+            nullptr);
+    _exit(127);
+  }
+  ::close(out[1]);
+  FILE* in = ::fdopen(out[0], "r");
+  char line[256] = {};
+  ASSERT_NE(std::fgets(line, sizeof line, in), nullptr);
+  std::fclose(in);
+  int w1 = 0, w2 = 0;
+  ASSERT_EQ(std::sscanf(line, "READY %d %d", &w1, &w2), 2) << line;
+  ASSERT_FALSE(process_gone(w1));
+  ASSERT_EQ(::kill(owner, SIGKILL), 0);
+  int status = 0;
+  ASSERT_EQ(::waitpid(owner, &status, 0), owner);
+  const auto killed = std::chrono::steady_clock::now();
+  ASSERT_TRUE(
+      eventually([&] { return process_gone(w1) && process_gone(w2); }, std::chrono::seconds(10)))
+      << "orphaned workers still running";
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - killed).count();
+  std::printf("workers gone %.1f ms after their owner was killed\n", ms);
+  EXPECT_LT(ms, 1000.0);
+  // The dead owner's segment is still there; a new owner reclaims the name.
+  PoolConfig c = config("unused", 1);
+  c.name = name;
+  auto pool = start(c);
+  ASSERT_TRUE(pool);
+  EXPECT_TRUE(pool->execute_anonymous("ping").ok());
+}
+
+}  // namespace
+}  // namespace shmpool
+
+namespace shmpool {
+namespace {
+
+TEST_F(PoolTest, WorkersAreRecycledAfterMaxCalls) {
+  PoolConfig c = config("recycle-calls", 1, 0);
+  c.max_calls_per_worker = 2;
+  auto pool = start(c);
+  ASSERT_TRUE(pool);
+  std::vector<int64_t> pids;
+  for (int i = 0; i < 6; ++i) {
+    auto r = pool->execute_anonymous("whoami");
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    pids.push_back(r->value().AsMap()["pid"].AsInt64());
+  }
+  EXPECT_EQ(pids[0], pids[1]);
+  EXPECT_NE(pids[1], pids[2]);
+  EXPECT_EQ(pids[2], pids[3]);
+  EXPECT_NE(pids[3], pids[4]);
+  EXPECT_GE(pool->status().workers[0].recycled, 2u);
+}
+
+TEST_F(PoolTest, WorkersAreRecycledPastMaxAgeAndMaxRss) {
+  PoolConfig c = config("recycle-rss", 1, 0);
+  c.max_worker_rss_bytes = 4096;  // any Python process is larger
+  auto pool = start(c);
+  ASSERT_TRUE(pool);
+  const pid_t first = pool->status().workers[0].pid;
+  ASSERT_TRUE(eventually([&] { return pool->status().workers[0].recycled >= 1; }));
+  ASSERT_TRUE(pool->shutdown().ok());
+
+  PoolConfig a = config("recycle-age", 1, 0);
+  a.max_worker_age = std::chrono::milliseconds(1);
+  auto aged = start(a);
+  ASSERT_TRUE(aged);
+  auto r1 = aged->execute_anonymous("whoami");
+  ASSERT_TRUE(r1.ok());
+  auto r2 = aged->execute_anonymous("whoami");  // waits for the replacement
+  ASSERT_TRUE(r2.ok()) << r2.error().to_string();
+  EXPECT_NE(r1->value().AsMap()["pid"].AsInt64(), r2->value().AsMap()["pid"].AsInt64());
+  EXPECT_NE(first, 0);
 }
 
 }  // namespace

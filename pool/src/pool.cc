@@ -7,6 +7,7 @@
 #include <atomic>
 #include <bit>
 #include <condition_variable>
+#include <cstdio>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -79,7 +80,9 @@ struct SlotRuntime {
   uint32_t consecutive_failures = 0;
   int64_t restart_at = 0;  // 0: no restart scheduled
   bool retiring = false;
-  bool starting = false;  // a starter thread owns the slot
+  bool recycle = false;               // retiring to be replaced (recycling), not to stay empty
+  std::atomic<uint64_t> recycled{0};  // supervisor writes; status() reads
+  bool starting = false;              // a starter thread owns the slot
   int64_t started_ns = 0;
 };
 
@@ -100,7 +103,7 @@ struct Pool::State {
   LatencyHistogram latency;
 
   // Supervisor.
-  enum class EventKind { exited, started, start_failed, demand };
+  enum class EventKind { exited, started, start_failed, demand, recycle };
   struct Event {
     EventKind kind;
     uint32_t slot = 0;
@@ -113,7 +116,31 @@ struct Pool::State {
   std::thread supervisor;
   std::vector<std::pair<uint32_t, std::thread>> starters;  // (slot, thread)
   std::optional<Error> startup_error;                      // guarded by mu
-  int64_t next_health_check = 0, next_cleanup = 0;
+  int64_t next_health_check = 0, next_cleanup = 0, next_rss_check = 0;
+
+  static uint64_t rss_bytes(pid_t pid) {
+    if (pid <= 0) return 0;
+    FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/statm").c_str(), "r");
+    if (!f) return 0;
+    unsigned long size = 0, resident = 0;
+    int n = std::fscanf(f, "%lu %lu", &size, &resident);
+    std::fclose(f);
+    return n == 2 ? uint64_t(resident) * uint64_t(::sysconf(_SC_PAGESIZE)) : 0;
+  }
+
+  // After a successful call: should this worker be replaced now?
+  bool due_for_recycling(const ipc::SlotData& sd) const {
+    if (cfg.max_calls_per_worker > 0 &&
+        sd.calls.load(std::memory_order_relaxed) >= cfg.max_calls_per_worker + 1) {
+      return true;  // + 1: the hello counts as a frame
+    }
+    if (cfg.max_worker_age.count() > 0 &&
+        ipc::monotonic_ns() - sd.started_ns.load(std::memory_order_relaxed) >=
+            ms_to_ns(cfg.max_worker_age)) {
+      return true;
+    }
+    return false;
+  }
 
   // Executor for submit().
   std::mutex exec_mu;
@@ -170,6 +197,8 @@ struct Pool::State {
     seg->request_ring(i).reset();
     seg->response_ring(i).reset();
     sd.worker_epoch.fetch_add(1, std::memory_order_relaxed);
+    sd.calls.store(0, std::memory_order_relaxed);  // calls served by this worker
+    sd.started_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
     sd.worker_alive.store(1, std::memory_order_release);  // pairs with ShmChannel's acquire
     detail::SpawnSpec spec;
     spec.python = cfg.python;
@@ -284,6 +313,11 @@ struct Pool::State {
           rt.retiring = false;
           ipc::set_state(*seg, ev.slot, ipc::state_bit(ipc::SlotState::dead),
                          ipc::SlotState::empty);
+          if (rt.recycle && !closing.load()) {
+            rt.recycle = false;
+            rt.recycled.fetch_add(1, std::memory_order_relaxed);
+            launch(ev.slot);
+          }
           break;
         }
         if (closing.load()) break;
@@ -302,6 +336,18 @@ struct Pool::State {
       }
       case EventKind::demand:
         break;
+      case EventKind::recycle: {
+        // The slot is already retiring (the caller moved it there).
+        rt.retiring = true;
+        rt.recycle = true;
+        std::shared_ptr<detail::WorkerProcess> proc;
+        {
+          std::lock_guard lock(rt.mu);
+          proc = rt.proc;
+        }
+        if (proc) proc->kill(SIGTERM);
+        break;
+      }
     }
   }
 
@@ -333,6 +379,19 @@ struct Pool::State {
           proc = rt.proc;
         }
         if (proc) proc->kill(SIGTERM);
+      }
+    }
+    // Recycling by resident memory, checked on idle workers.
+    if (cfg.max_worker_rss_bytes > 0 && now >= next_rss_check) {
+      next_rss_check = now + 200'000'000;
+      for (uint32_t i = 0; i < slot_count(); ++i) {
+        if (state_of(i) != ipc::SlotState::idle) continue;
+        pid_t pid = seg->slot(i).worker_pid.load(std::memory_order_relaxed);
+        if (rss_bytes(pid) > cfg.max_worker_rss_bytes &&
+            ipc::set_state(*seg, i, ipc::state_bit(ipc::SlotState::idle),
+                           ipc::SlotState::retiring)) {
+          handle({EventKind::recycle, i, std::nullopt});
+        }
       }
     }
     if (cfg.health_check_interval.count() > 0 && now >= next_health_check) {
@@ -521,7 +580,16 @@ struct Pool::State {
     sd.last_activity_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
     if (r.ok()) {
       sd.successes.fetch_add(1, std::memory_order_relaxed);
-      ipc::checkin(*seg, i, co->word);
+      uint64_t expected = co->word;
+      if (due_for_recycling(sd) &&
+          sd.state.compare_exchange_strong(
+              expected,
+              ipc::make_slot_word(ipc::slot_generation(co->word) + 1, ipc::SlotState::retiring),
+              std::memory_order_acq_rel)) {
+        post({EventKind::recycle, i, std::nullopt});
+      } else {
+        ipc::checkin(*seg, i, co->word);
+      }
       record_session(session_id, int32_t(i), false);
       successes.fetch_add(1, std::memory_order_relaxed);
       seg->header().calls.fetch_add(1, std::memory_order_relaxed);
@@ -639,6 +707,7 @@ std::optional<Error> validate(PoolConfig& c) {
   if (c.min_warm > c.size) return bad("min_warm", "min_warm must not exceed size");
   if (c.max_startup_failures == 0) return bad("max_startup_failures", "must be at least 1");
   if (c.spin.count() < 0) return bad("spin", "must not be negative");
+  if (c.max_worker_age.count() < 0) return bad("max_worker_age", "must not be negative");
   return std::nullopt;
 }
 }  // namespace
@@ -829,6 +898,7 @@ PoolStatus Pool::status() const {
     w.successes = sd.successes.load(std::memory_order_relaxed);
     w.errors = sd.errors.load(std::memory_order_relaxed);
     w.restarts = sd.restarts.load(std::memory_order_relaxed);
+    w.recycled = s.slots[i]->recycled.load(std::memory_order_relaxed);
     w.last_activity_ns = sd.last_activity_ns.load(std::memory_order_relaxed);
     switch (state) {
       case ipc::SlotState::starting:

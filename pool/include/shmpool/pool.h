@@ -50,7 +50,12 @@ struct PoolConfig {
   std::chrono::milliseconds overflow_idle_timeout{10'000};  // overflow workers retire after this
   uint32_t session_capacity = 4096;   // session table entries (full table: calls still run)
   uint32_t max_startup_failures = 3;  // consecutive start failures before failing fast
-  std::string python;                 // default: the interpreter shmpool was configured with
+  // Recycling: a worker is replaced between calls after this many calls,
+  // this age, or when its resident memory passes this size (0 = off).
+  uint64_t max_calls_per_worker = 0;
+  std::chrono::milliseconds max_worker_age{0};
+  uint64_t max_worker_rss_bytes = 0;
+  std::string python;  // default: the interpreter shmpool was configured with
   std::vector<std::string> handler_modules;
   std::map<std::string, std::string> env;
   WaitStrategy wait = WaitStrategy::hybrid;
@@ -83,7 +88,7 @@ struct WorkerInfo {
   std::string state;  // empty, starting, idle, busy, retiring, dead
   bool overflow = false;
   pid_t pid = 0;
-  uint64_t checkouts = 0, successes = 0, errors = 0, restarts = 0;
+  uint64_t checkouts = 0, successes = 0, errors = 0, restarts = 0, recycled = 0;
   int64_t last_activity_ns = 0;  // CLOCK_MONOTONIC, 0 = never
 };
 

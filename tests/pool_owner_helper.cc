@@ -1,0 +1,25 @@
+// pool_owner_helper NAME HANDLERS: starts a pool of 2 workers, prints
+// "READY <pid> <pid>" and waits to be killed. Used by the owner-death test.
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "shmpool/pool.h"
+
+int main(int argc, char** argv) {
+  if (argc < 3) return 2;
+  shmpool::PoolConfig c;
+  c.name = argv[1];
+  c.size = 2;
+  c.max_overflow = 0;
+  c.handler_modules = {argv[2]};
+  auto pool = shmpool::Pool::start(c);
+  if (!pool.ok()) {
+    std::printf("ERROR %s\n", pool.error().to_string().c_str());
+    return 1;
+  }
+  auto st = (*pool)->status();
+  std::printf("READY %d %d\n", int(st.workers[0].pid), int(st.workers[1].pid));
+  std::fflush(stdout);
+  for (;;) pause();
+}
