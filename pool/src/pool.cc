@@ -202,6 +202,7 @@ struct Pool::State {
     sd.worker_alive.store(1, std::memory_order_release);  // pairs with ShmChannel's acquire
     detail::SpawnSpec spec;
     spec.python = cfg.python;
+    spec.python_path = cfg.python_path;
     spec.env = cfg.env;
     spec.log = cfg.log;
     spec.slot = int(i);

@@ -84,6 +84,7 @@ Expected<std::unique_ptr<Worker>> Worker::start(WorkerOptions opt) {
   ipc::WaitPolicy policy = detail::to_policy(opt.wait, opt.spin);
   detail::SpawnSpec spec;
   spec.python = opt.python;
+  spec.python_path = opt.python_path;
   spec.env = opt.env;
   spec.log = opt.log;
   spec.slot = 0;

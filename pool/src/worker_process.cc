@@ -59,7 +59,7 @@ Expected<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(SpawnSpec spec) {
   }
   auto env = boost::this_process::environment();
   bp::environment child_env = env;
-  std::string pypath = default_python_path();
+  std::string pypath = spec.python_path.empty() ? default_python_path() : spec.python_path;
   if (auto it = child_env.find("PYTHONPATH"); it != child_env.end() && !it->to_string().empty()) {
     pypath += ":" + it->to_string();
   }

@@ -56,6 +56,7 @@ struct PoolConfig {
   std::chrono::milliseconds max_worker_age{0};
   uint64_t max_worker_rss_bytes = 0;
   std::string python;  // default: the interpreter shmpool was configured with
+  std::string python_path = SHMPOOL_DEFAULT_PACKAGE_PATH;  // python_shm_worker's directory
   std::vector<std::string> handler_modules;
   std::map<std::string, std::string> env;
   WaitStrategy wait = WaitStrategy::hybrid;

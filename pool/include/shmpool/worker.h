@@ -24,6 +24,15 @@
 #include "shmpool/error.h"
 #include "shmpool/value.h"
 
+// Where workers find the python_shm_worker package. An installed shmpool's
+// CMake package defines SHMPOOL_PACKAGE_PYTHON_PATH (its prefix's copy); in
+// the build tree the library falls back to the built package.
+#ifdef SHMPOOL_PACKAGE_PYTHON_PATH
+#define SHMPOOL_DEFAULT_PACKAGE_PATH SHMPOOL_PACKAGE_PYTHON_PATH
+#else
+#define SHMPOOL_DEFAULT_PACKAGE_PATH ""
+#endif
+
 namespace shmpool {
 
 enum class Transport { shm, pipe_json };
@@ -50,6 +59,8 @@ struct WorkerOptions {
   Transport transport = Transport::shm;
   // Interpreter; empty = the one shmpool was configured with (Python3_EXECUTABLE).
   std::string python;
+  // Directory holding the python_shm_worker package; empty = the build tree's.
+  std::string python_path = SHMPOOL_DEFAULT_PACKAGE_PATH;
   // Handler modules to import, by dotted name or path to a .py file.
   std::vector<std::string> handler_modules;
   // Added to (and overriding) the inherited environment.

@@ -1,0 +1,21 @@
+# `cmake --install`: headers, the libraries, the generated schema header, the
+# Python package with its native core, and a CMake package so that
+# find_package(shmpool CONFIG REQUIRED) gives shmpool::shmpool.
+include(CMakePackageConfigHelpers)
+
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/pool/include/shmpool DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(FILES ${CMAKE_BINARY_DIR}/generated/shmpool/schema/envelope_generated.h
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/shmpool/schema)
+install(TARGETS shmpool shmpool_ipc shmpool_schemas EXPORT shmpoolTargets
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT shmpoolTargets NAMESPACE shmpool:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/shmpool)
+install(DIRECTORY ${SHMPOOL_PYTHON_DIR}/python_shm_worker DESTINATION ${SHMPOOL_INSTALL_PYTHON_DIR}
+        PATTERN __pycache__ EXCLUDE)
+
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/shmpoolConfig.cmake.in
+  ${CMAKE_BINARY_DIR}/shmpoolConfig.cmake INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/shmpool)
+write_basic_package_version_file(${CMAKE_BINARY_DIR}/shmpoolConfigVersion.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${CMAKE_BINARY_DIR}/shmpoolConfig.cmake ${CMAKE_BINARY_DIR}/shmpoolConfigVersion.cmake
+        DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/shmpool)
