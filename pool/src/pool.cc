@@ -84,6 +84,7 @@ struct SlotRuntime {
   std::atomic<uint64_t> recycled{0};  // supervisor writes; status() reads
   bool starting = false;              // a starter thread owns the slot
   int64_t started_ns = 0;
+  uint64_t checkouts_at_start = 0;
 };
 
 struct Pool::State {
@@ -187,6 +188,7 @@ struct Pool::State {
     rt.starting = true;
     rt.restart_at = 0;
     rt.started_ns = ipc::monotonic_ns();
+    rt.checkouts_at_start = seg->slot(i).checkouts.load(std::memory_order_relaxed);
     starters.emplace_back(i, std::thread([this, i] { run_starter(i); }));
   }
 
@@ -324,8 +326,12 @@ struct Pool::State {
         if (closing.load()) break;
         seg->slot(ev.slot).restarts.fetch_add(1, std::memory_order_relaxed);
         if (ev.slot < cfg.size) {
-          // A worker that dies right after starting counts as a failed start.
-          const bool early = ipc::monotonic_ns() - rt.started_ns < 1'000'000'000;
+          // A worker that dies within a second of starting without ever being
+          // checked out counts as a failed start (backoff); one that died
+          // serving a call is replaced at once.
+          const bool early =
+              ipc::monotonic_ns() - rt.started_ns < 1'000'000'000 &&
+              seg->slot(ev.slot).checkouts.load(std::memory_order_relaxed) == rt.checkouts_at_start;
           rt.consecutive_failures = early ? rt.consecutive_failures + 1 : 0;
           rt.restart_at =
               ipc::monotonic_ns() + (early ? backoff_ns(rt.consecutive_failures) : 0) + 1;

@@ -95,3 +95,14 @@ def sleep_ms(args, ctx):
 @command("whoami")
 def whoami(args, ctx):
     return {"pid": os.getpid(), "session_id": ctx.session_id}
+
+
+@command("segfault")
+def segfault(args, ctx):
+    import ctypes
+    ctypes.string_at(0)
+
+
+@command("abort")
+def abort(args, ctx):
+    os.abort()
