@@ -110,7 +110,7 @@ TEST_F(FaultsTest, TwoHundredCrashCyclesLoseNothingAndLeakNothing) {
   for (int cycle = 0; cycle < 200; ++cycle) {
     auto r = pool.execute_in_session("cycles", "exit_now");
     ASSERT_FALSE(r.ok()) << cycle;
-    ASSERT_EQ(r.error().type, "worker_crashed") << cycle;
+    ASSERT_EQ(r.error().type, "worker_crashed") << cycle << ": " << r.error().to_string();
     auto ok = pool.execute_in_session("cycles", "ping");
     ASSERT_TRUE(ok.ok()) << cycle << ": " << ok.error().to_string();
   }

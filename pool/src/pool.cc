@@ -177,19 +177,27 @@ struct Pool::State {
 
   // ---- starting and stopping workers (supervisor thread) ----
 
-  // Starts a worker in slot i (empty or dead) on a starter thread.
-  void launch(uint32_t i) {
+  // Starts a worker in slot i (empty or dead) on a starter thread. Not
+  // before the slot's previous process has been reaped: until then it may
+  // still write into the rings, and its exit callback still marks the slot.
+  // (Its exit event brings the slot back here.) Returns whether it started.
+  bool launch(uint32_t i) {
     SlotRuntime& rt = *slots[i];
+    {
+      std::lock_guard lock(rt.mu);
+      if (rt.proc && !rt.proc->exited()) return false;
+    }
     if (!ipc::set_state(
             *seg, i, ipc::state_bit(ipc::SlotState::empty) | ipc::state_bit(ipc::SlotState::dead),
             ipc::SlotState::starting)) {
-      return;
+      return false;
     }
     rt.starting = true;
     rt.restart_at = 0;
     rt.started_ns = ipc::monotonic_ns();
     rt.checkouts_at_start = seg->slot(i).checkouts.load(std::memory_order_relaxed);
     starters.emplace_back(i, std::thread([this, i] { run_starter(i); }));
+    return true;
   }
 
   void run_starter(uint32_t i) {
@@ -210,8 +218,21 @@ struct Pool::State {
     spec.slot = int(i);
     spec.args = detail::shm_worker_args(cfg.name, i, cfg.wait, cfg.spin, cfg.handler_modules);
     spec.on_exit = [this, i](const detail::ExitInfo&) {
+      // Counted here, before the caller can see the death: an unexpected
+      // exit of a worker that had started (not retiring, not shutting down).
+      const auto before = state_of(i);
+      if (!closing.load() && before != ipc::SlotState::retiring &&
+          before != ipc::SlotState::starting) {
+        seg->slot(i).restarts.fetch_add(1, std::memory_order_relaxed);
+      }
       detail::mark_worker_gone(*seg, i);
-      ipc::set_state(*seg, i, kAnyState & ~ipc::state_bit(ipc::SlotState::empty),
+      // A busy slot stays busy: its caller sees worker_alive == 0, fails its
+      // call and marks the slot dead itself. Relaunching under it would let
+      // the new worker's frames reach that caller.
+      ipc::set_state(*seg, i,
+                     ipc::state_bit(ipc::SlotState::starting) |
+                         ipc::state_bit(ipc::SlotState::idle) |
+                         ipc::state_bit(ipc::SlotState::retiring),
                      ipc::SlotState::dead);
       post({EventKind::exited, i, std::nullopt});
     };
@@ -269,8 +290,7 @@ struct Pool::State {
       auto s = state_of(i);
       SlotRuntime& rt = *slots[i];
       if ((s == ipc::SlotState::empty || (s == ipc::SlotState::dead && rt.restart_at == 0)) &&
-          !rt.starting) {
-        launch(i);
+          !rt.starting && launch(i)) {
         ++available;
       }
     }
@@ -324,7 +344,6 @@ struct Pool::State {
           break;
         }
         if (closing.load()) break;
-        seg->slot(ev.slot).restarts.fetch_add(1, std::memory_order_relaxed);
         if (ev.slot < cfg.size) {
           // A worker that dies within a second of starting without ever being
           // checked out counts as a failed start (backoff); one that died
@@ -367,8 +386,7 @@ struct Pool::State {
     for (uint32_t i = 0; i < slot_count(); ++i) {
       SlotRuntime& rt = *slots[i];
       if (rt.restart_at != 0 && now >= rt.restart_at && !rt.starting && !closing.load()) {
-        rt.restart_at = 0;
-        launch(i);
+        launch(i);  // clears restart_at once it starts
       }
     }
     // Overflow workers idle for too long retire.
@@ -464,6 +482,14 @@ struct Pool::State {
     uint64_t word = 0;
   };
 
+  // busy (as checked out: `word`) -> dead; the supervisor restarts it.
+  void mark_dead(uint32_t i, uint64_t word) {
+    uint64_t expected = word;
+    seg->slot(i).state.compare_exchange_strong(
+        expected, ipc::make_slot_word(ipc::slot_generation(word) + 1, ipc::SlotState::dead),
+        std::memory_order_acq_rel);
+  }
+
   bool any_idle() const {
     for (uint32_t i = 0; i < slot_count(); ++i) {
       if (state_of(i) == ipc::SlotState::idle) return true;
@@ -479,8 +505,11 @@ struct Pool::State {
       int32_t last = sessions.last_slot(session_id);
       if (last >= 0 && uint32_t(last) < slot_count() &&
           ipc::try_checkout(*seg, uint32_t(last), owner, &co.word)) {
-        co.slot = uint32_t(last);
-        return co;
+        if (seg->slot(uint32_t(last)).worker_alive.load(std::memory_order_acquire) != 0) {
+          co.slot = uint32_t(last);
+          return co;
+        }
+        mark_dead(uint32_t(last), co.word);
       }
     }
     bool counted_waiting = false;
@@ -498,6 +527,12 @@ struct Pool::State {
       for (uint32_t k = 0; k <= n; ++k) {
         const uint32_t i = k == 0 ? last_slot % n : (start + k) % n;
         if (ipc::try_checkout(*seg, i, owner, &co.word)) {
+          if (seg->slot(i).worker_alive.load(std::memory_order_acquire) == 0) {
+            // Its worker died while the slot was idle: hand it back to the
+            // owner for a restart and look further.
+            mark_dead(i, co.word);
+            continue;
+          }
           co.slot = last_slot = i;
           stop_waiting();
           return co;
