@@ -30,6 +30,14 @@ bool checkin(Segment& seg, uint32_t i, uint64_t word) {
   return ok;
 }
 
+bool release_as(Segment& seg, uint32_t i, uint64_t word, SlotState to) {
+  uint64_t expected = word;
+  // acq_rel: like checkin, publishes our use of the rings to the owner.
+  return seg.slot(i).state.compare_exchange_strong(
+      expected, make_slot_word(slot_generation(word) + 1, to), std::memory_order_acq_rel,
+      std::memory_order_relaxed);
+}
+
 uint64_t set_state(Segment& seg, uint32_t i, uint32_t from_mask, SlotState to) {
   SlotData& s = seg.slot(i);
   uint64_t w = s.state.load(std::memory_order_acquire);

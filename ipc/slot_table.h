@@ -27,6 +27,11 @@ bool try_checkout(Segment& seg, uint32_t i, uint64_t owner, uint64_t* word);
 // died and the slot is dead): the slot is then the owner's to recycle.
 bool checkin(Segment& seg, uint32_t i, uint64_t word);
 
+// The holder gives the slot up into `to` (dead: its worker must be replaced;
+// retiring: recycle it) instead of checking it in. False if the owner moved
+// the slot meanwhile.
+bool release_as(Segment& seg, uint32_t i, uint64_t word, SlotState to);
+
 // Owner: CAS from any state in `from_mask` (bit per SlotState) to `to`.
 // Returns the new word, or 0 if the slot was in no state of the mask.
 uint64_t set_state(Segment& seg, uint32_t i, uint32_t from_mask, SlotState to);

@@ -446,10 +446,7 @@ struct Pool::State {
         ipc::checkin(*seg, i, word);
         continue;
       }
-      uint64_t expected = word;
-      seg->slot(i).state.compare_exchange_strong(
-          expected, ipc::make_slot_word(ipc::slot_generation(word) + 1, ipc::SlotState::dead),
-          std::memory_order_acq_rel);
+      ipc::release_as(*seg, i, word, ipc::SlotState::dead);
       std::shared_ptr<detail::WorkerProcess> proc;
       {
         std::lock_guard lock(rt.mu);
@@ -484,10 +481,7 @@ struct Pool::State {
 
   // busy (as checked out: `word`) -> dead; the supervisor restarts it.
   void mark_dead(uint32_t i, uint64_t word) {
-    uint64_t expected = word;
-    seg->slot(i).state.compare_exchange_strong(
-        expected, ipc::make_slot_word(ipc::slot_generation(word) + 1, ipc::SlotState::dead),
-        std::memory_order_acq_rel);
+    ipc::release_as(*seg, i, word, ipc::SlotState::dead);
   }
 
   bool any_idle() const {
@@ -622,12 +616,7 @@ struct Pool::State {
     sd.last_activity_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
     if (r.ok()) {
       sd.successes.fetch_add(1, std::memory_order_relaxed);
-      uint64_t expected = co->word;
-      if (due_for_recycling(sd) &&
-          sd.state.compare_exchange_strong(
-              expected,
-              ipc::make_slot_word(ipc::slot_generation(co->word) + 1, ipc::SlotState::retiring),
-              std::memory_order_acq_rel)) {
+      if (due_for_recycling(sd) && ipc::release_as(*seg, i, co->word, ipc::SlotState::retiring)) {
         post({EventKind::recycle, i, std::nullopt});
       } else {
         ipc::checkin(*seg, i, co->word);
@@ -644,10 +633,7 @@ struct Pool::State {
     if (detail::worker_must_be_replaced(e)) {
       // The slot goes dead before anyone else can check it out; the
       // supervisor replaces the worker when its exit is reaped.
-      uint64_t expected = co->word;
-      sd.state.compare_exchange_strong(
-          expected, ipc::make_slot_word(ipc::slot_generation(co->word) + 1, ipc::SlotState::dead),
-          std::memory_order_acq_rel);
+      mark_dead(i, co->word);
       if (proc) detail::finish_failed_worker(e, *proc, op_timeout);
       if (e.type == detail::kOperationTimeout) timeouts.fetch_add(1, std::memory_order_relaxed);
     } else {
