@@ -113,3 +113,9 @@ def test_pipe_json_print_goes_to_stderr_not_the_protocol(pipe_worker):
     r = pipe_worker.call(6, "noisy", {"tag": 1})
     assert r == {"id": 6, "status": "ok", "result": {"ok": True}}
     assert pipe_worker.call(7, "ping")["result"] == {"pong": True}
+
+
+def test_package_ships_type_stubs():
+    pkg = os.path.dirname(python_shm_worker.__file__)
+    for name in ("__init__.pyi", "_native.pyi", "py.typed"):
+        assert os.path.exists(os.path.join(pkg, name)), name
