@@ -100,11 +100,16 @@ static_assert(std::atomic<int32_t>::is_always_lock_free);
 // Pool states in SegmentHeader::pool_state.
 enum class PoolState : uint32_t { initializing = 0, ready = 1, closing = 2 };
 
-// Field table: every field is written by the owner before `pool_state` is
-// stored ready (release); attachers load pool_state with acquire first.
-// | magic..geometry | owner at creation | all | before pool_state (release) |
-// | pool_state      | owner             | all | release / acquire           |
-// | owner_pid/start | owner at creation | all | as above                    |
+// Field table (writer / reader / order; what a reader sees if the writer dies):
+// | magic..rings_offset, pool_name, sessions_offset | owner at creation | all | plain, before
+// pool_state (release) | - | | pool_state      | owner (ready, closing) | all | release / acquire |
+// stays ready: attachers check owner liveness | | slots_changed   | see Doorbell (ring: checkin,
+// every owner transition) | waiters | see Doorbell | waiter sleeps to its deadline | | calls,
+// errors_by_category, checkout_timeouts, session_table_full | any caller | status readers | relaxed
+// RMW / relaxed | a count may be lost | | waiting         | callers (+1 entering a checkout wait,
+// -1 leaving) | owner (demand) | relaxed | stays high: the owner may start one extra overflow
+// worker | | session_lock    | SessionTable (CAS 0 -> pid<<32|token, store 0) | SessionTable |
+// acquire CAS / release store | taken over once the holder pid is gone |
 struct SegmentHeader {
   uint64_t magic;
   uint32_t layout_version;
@@ -121,10 +126,10 @@ struct SegmentHeader {
   uint8_t reserved1[7];
   alignas(kCacheLine) std::atomic<uint32_t> pool_state{0};
   std::atomic<uint32_t> reserved2{0};
-  Doorbell slot_freed;  // rung on every checkin and every new idle worker
+  Doorbell slots_changed;  // rung on every slot transition but checkout
   // Pool-wide counters (relaxed; statistics only).
   alignas(kCacheLine) std::atomic<uint64_t> calls{0};
-  std::atomic<uint64_t> errors_by_category[8];
+  std::atomic<uint64_t> errors_by_category[8];  // indexed by shmpool::Category
   std::atomic<uint64_t> checkout_timeouts{0};
   std::atomic<uint64_t> session_table_full{0};
   std::atomic<uint32_t> waiting{0};  // callers waiting for a worker right now
@@ -179,12 +184,6 @@ class Segment {
   uint8_t* base() const { return base_; }
   uint64_t size() const { return layout_.total; }
   const std::string& pool_name() const { return name_; }
-
-  // Bounds check for an (offset, length) read from shared memory: true if it
-  // lies inside [0, size()). The one gate through which offsets become pointers.
-  bool contains(uint64_t offset, uint64_t length) const {
-    return offset <= layout_.total && length <= layout_.total - offset;
-  }
 
  private:
   struct Mapping;

@@ -26,16 +26,18 @@ bool checkin(Segment& seg, uint32_t i, uint64_t word) {
   // release: the next client that checks the slot out sees our ring updates.
   bool ok = s.state.compare_exchange_strong(expected, idle, std::memory_order_acq_rel,
                                             std::memory_order_relaxed);
-  seg.header().slot_freed.ring();  // a waiter re-scans even if the slot died
+  seg.header().slots_changed.ring();  // a waiter re-scans even if the slot died
   return ok;
 }
 
 bool release_as(Segment& seg, uint32_t i, uint64_t word, SlotState to) {
   uint64_t expected = word;
   // acq_rel: like checkin, publishes our use of the rings to the owner.
-  return seg.slot(i).state.compare_exchange_strong(
+  bool ok = seg.slot(i).state.compare_exchange_strong(
       expected, make_slot_word(slot_generation(word) + 1, to), std::memory_order_acq_rel,
       std::memory_order_relaxed);
+  seg.header().slots_changed.ring();
+  return ok;
 }
 
 uint64_t set_state(Segment& seg, uint32_t i, uint32_t from_mask, SlotState to) {
@@ -46,7 +48,7 @@ uint64_t set_state(Segment& seg, uint32_t i, uint32_t from_mask, SlotState to) {
     const uint64_t next = make_slot_word(slot_generation(w) + 1, to);
     if (s.state.compare_exchange_weak(w, next, std::memory_order_acq_rel,
                                       std::memory_order_acquire)) {
-      if (to == SlotState::idle || to == SlotState::dead) seg.header().slot_freed.ring();
+      seg.header().slots_changed.ring();  // owner transitions are rare: wake every watcher
       return next;
     }
   }

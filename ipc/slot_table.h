@@ -9,7 +9,9 @@
 // Memory ordering: a successful checkout CAS is acq_rel: it acquires the
 // owner's release that made the slot idle (rings reset, worker ready), and
 // the checkin CAS releases the client's use of the rings to the next client.
-// After a checkin the header's slot_freed doorbell is rung.
+// The header's slots_changed doorbell is rung after every transition except
+// a checkout (the hot path): callers waiting for a free worker, and anyone
+// watching the pool's state, sleep on it.
 #pragma once
 
 #include <cstdint>
@@ -23,7 +25,7 @@ namespace shmpool::ipc {
 bool try_checkout(Segment& seg, uint32_t i, uint64_t owner, uint64_t* word);
 
 // Moves the slot from busy (as checked out: `word`) back to idle and rings
-// slot_freed. False if the owner changed the slot meanwhile (e.g. the worker
+// slots_changed. False if the owner changed the slot meanwhile (e.g. the worker
 // died and the slot is dead): the slot is then the owner's to recycle.
 bool checkin(Segment& seg, uint32_t i, uint64_t word);
 

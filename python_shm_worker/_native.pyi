@@ -1,17 +1,8 @@
 # Private native core of python_shm_worker. Not a public API.
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
-class Context:
-    @property
-    def request_id(self) -> int: ...
-    @property
-    def session_id(self) -> Optional[str]: ...
-    @property
-    def command(self) -> str: ...
-    @property
-    def payload(self) -> memoryview: ...
-    @property
-    def body(self) -> memoryview: ...
+# The native Context implements the public Context protocol.
+from python_shm_worker import Context as Context
 
 class ShmWorker:
     def __init__(self, pool: str, slot: int, owner_pid: int, wait_strategy: str, spin_ns: int) -> None: ...

@@ -3,6 +3,7 @@
 #include "shmpool/pool.h"
 
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -15,6 +16,9 @@
 #include <set>
 #include <thread>
 
+#include "ipc/segment.h"
+#include "ipc/sys.h"
+#include "ipc/wait.h"
 #include "tests/test_support.h"
 
 namespace shmpool {
@@ -37,15 +41,27 @@ PoolConfig config(const char* tag, uint32_t size = 2, uint32_t overflow = 0) {
   return c;
 }
 
-// Waits (polling, with a deadline) until pred() holds; false at the deadline.
+// Waits until pred() holds, sleeping on the pool's slots_changed doorbell
+// (rung on every slot transition but a checkout) between checks; false at
+// the deadline.
 template <class Pred>
-bool eventually(Pred pred, std::chrono::seconds limit = std::chrono::seconds(20)) {
-  const auto deadline = std::chrono::steady_clock::now() + limit;
-  while (!pred()) {
-    if (std::chrono::steady_clock::now() >= deadline) return false;
-    std::this_thread::sleep_for(std::chrono::milliseconds(2));
-  }
-  return true;
+bool eventually(const Pool& pool, Pred pred,
+                std::chrono::seconds limit = std::chrono::seconds(20)) {
+  std::unique_ptr<ipc::Segment> seg;
+  if (ipc::Segment::attach(pool.name(), &seg) != ipc::Errc::ok) return false;
+  const int64_t deadline = ipc::monotonic_ns() + int64_t(limit.count()) * 1'000'000'000;
+  return ipc::wait_until(seg->header().slots_changed, pred, deadline,
+                         ipc::WaitPolicy{ipc::WaitStrategy::block, 0}) == ipc::WaitResult::ready;
+}
+
+// Waits until the process behind `pidfd` (not necessarily our child) has
+// exited, or the deadline passes. Closes the descriptor.
+bool wait_exit(int pidfd, int64_t deadline_ns) {
+  pollfd p{pidfd, POLLIN, 0};
+  int64_t left_ms = std::max<int64_t>(0, (deadline_ns - ipc::monotonic_ns()) / 1'000'000);
+  int r = ::poll(&p, 1, int(left_ms));
+  ::close(pidfd);
+  return r == 1;
 }
 
 // Collects worker log lines; wait_for_line() blocks until one starts with a prefix.
@@ -369,7 +385,7 @@ TEST_F(PoolTest, KilledWorkerIsReplaced) {
   ASSERT_TRUE(pool);
   const pid_t before = pool->status().workers[0].pid;
   ASSERT_EQ(::kill(before, SIGKILL), 0);
-  ASSERT_TRUE(eventually([&] {
+  ASSERT_TRUE(eventually(*pool, [&] {
     auto w = pool->status().workers[0];
     return w.state == "idle" && w.pid != before;
   }));
@@ -421,7 +437,7 @@ TEST_F(PoolTest, OverflowWorkersStartWhenAllAreBusyAndRetireWhenIdle) {
   PoolStatus st = pool->status();
   EXPECT_EQ(st.overflow, 1u);
   EXPECT_EQ(st.workers[1].pid, r->value().AsMap()["pid"].AsInt64());
-  ASSERT_TRUE(eventually([&] { return pool->status().workers[1].state == "empty"; }))
+  ASSERT_TRUE(eventually(*pool, [&] { return pool->status().workers[1].state == "empty"; }))
       << "the overflow worker retires";
   EXPECT_EQ(pool->status().overflow, 0u);
   ASSERT_TRUE(pool->shutdown(std::chrono::milliseconds(0)).ok());
@@ -479,11 +495,14 @@ TEST_F(PoolTest, ASecondPoolWithTheSameNameIsRefused) {
 }
 
 TEST_F(PoolTest, GracefulShutdownLetsInFlightCallsFinish) {
-  auto pool = start(config("graceful", 2));
+  LogWatch log;
+  PoolConfig c = config("graceful", 2);
+  c.log = log.callback();
+  auto pool = start(c);
   ASSERT_TRUE(pool);
-  auto inflight =
-      pool->submit("s", "sleep_ms", make_args([](flexbuffers::Builder& b) { b.Int("ms", 200); }));
-  ASSERT_TRUE(eventually([&] { return pool->status().busy == 1; }));
+  auto inflight = pool->submit("s", "announce_and_sleep",
+                               make_args([](flexbuffers::Builder& b) { b.Int("ms", 200); }));
+  ASSERT_TRUE(log.wait_for_line("SLEEPING")) << "the call is in flight";
   ASSERT_TRUE(pool->shutdown(std::chrono::seconds(10)).ok());
   auto r = inflight.get();
   EXPECT_TRUE(r.ok()) << r.error().to_string();
@@ -520,7 +539,7 @@ TEST_F(PoolTest, HealthCheckReplacesAStoppedWorker) {
   ASSERT_TRUE(pool);
   const pid_t before = pool->status().workers[0].pid;
   ASSERT_EQ(::kill(before, SIGSTOP), 0);  // alive but not answering
-  ASSERT_TRUE(eventually([&] {
+  ASSERT_TRUE(eventually(*pool, [&] {
     auto w = pool->status().workers[0];
     return w.state == "idle" && w.pid != before;
   }));
@@ -532,19 +551,6 @@ TEST_F(PoolTest, HealthCheckReplacesAStoppedWorker) {
 
 namespace shmpool {
 namespace {
-
-bool process_gone(pid_t pid) {
-  // Gone, or a zombie waiting for a reaper that is not us.
-  if (::kill(pid, 0) != 0) return true;
-  FILE* f = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
-  if (!f) return true;
-  char buf[512] = {};
-  size_t n = std::fread(buf, 1, sizeof buf - 1, f);
-  std::fclose(f);
-  std::string stat(buf, n);
-  auto close = stat.rfind(')');
-  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
-}
 
 TEST_F(PoolTest, WorkersDieWithTheirOwnerAndANewOwnerReclaimsTheName) {
   const std::string name = unique_pool_name("orphan");
@@ -567,14 +573,19 @@ TEST_F(PoolTest, WorkersDieWithTheirOwnerAndANewOwnerReclaimsTheName) {
   std::fclose(in);
   int w1 = 0, w2 = 0;
   ASSERT_EQ(std::sscanf(line, "READY %d %d", &w1, &w2), 2) << line;
-  ASSERT_FALSE(process_gone(w1));
+  // Descriptors that become readable when each worker exits (they are not
+  // our children: the dead owner was their parent).
+  ipc::SysError err;
+  const int fd1 = ipc::pidfd_open(w1, &err), fd2 = ipc::pidfd_open(w2, &err);
+  ASSERT_GE(fd1, 0) << err.message();
+  ASSERT_GE(fd2, 0) << err.message();
   ASSERT_EQ(::kill(owner, SIGKILL), 0);
   int status = 0;
   ASSERT_EQ(::waitpid(owner, &status, 0), owner);
   const auto killed = std::chrono::steady_clock::now();
-  ASSERT_TRUE(
-      eventually([&] { return process_gone(w1) && process_gone(w2); }, std::chrono::seconds(10)))
-      << "orphaned workers still running";
+  const int64_t deadline = ipc::monotonic_ns() + 10'000'000'000;
+  const bool gone1 = wait_exit(fd1, deadline), gone2 = wait_exit(fd2, deadline);
+  ASSERT_TRUE(gone1 && gone2) << "orphaned workers still running";
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - killed).count();
   std::printf("workers gone %.1f ms after their owner was killed\n", ms);
@@ -617,7 +628,7 @@ TEST_F(PoolTest, WorkersAreRecycledPastMaxAgeAndMaxRss) {
   auto pool = start(c);
   ASSERT_TRUE(pool);
   const pid_t first = pool->status().workers[0].pid;
-  ASSERT_TRUE(eventually([&] { return pool->status().workers[0].recycled >= 1; }));
+  ASSERT_TRUE(eventually(*pool, [&] { return pool->status().workers[0].recycled >= 1; }));
   ASSERT_TRUE(pool->shutdown().ok());
 
   PoolConfig a = config("recycle-age", 1, 0);

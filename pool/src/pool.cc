@@ -75,7 +75,6 @@ struct SlotRuntime {
   std::mutex mu;
   std::shared_ptr<detail::WorkerProcess> proc;
   std::unique_ptr<detail::ShmChannel> channel;
-  bool overflow = false;
   // Supervisor thread only:
   uint32_t consecutive_failures = 0;
   int64_t restart_at = 0;  // 0: no restart scheduled
@@ -324,7 +323,7 @@ struct Pool::State {
             if (!startup_error) startup_error = ev.error;
           }
           failing_fast.store(true);
-          seg->header().slot_freed.ring();  // waiting callers get the startup error now
+          seg->header().slots_changed.ring();  // waiting callers get the startup error now
         } else if (!closing.load()) {
           rt.restart_at = ipc::monotonic_ns() + backoff_ns(rt.consecutive_failures);
         }
@@ -563,7 +562,7 @@ struct Pool::State {
       // Waiting callers poll only briefly: many of them polling for long
       // would take the cores the workers need.
       ipc::wait_until(
-          seg->header().slot_freed,
+          seg->header().slots_changed,
           [&] {
             return any_idle() || closing.load(std::memory_order_relaxed) ||
                    failing_fast.load(std::memory_order_relaxed);
@@ -595,12 +594,9 @@ struct Pool::State {
       return count(co.error());
     }
     const uint32_t i = co->slot;
+    // While we hold the slot, the owner does not replace its proc or channel
+    // (the checkout CAS acquired them), so neither needs rt.mu on this path.
     SlotRuntime& rt = *slots[i];
-    std::shared_ptr<detail::WorkerProcess> proc;
-    {
-      std::lock_guard lock(rt.mu);
-      proc = rt.proc;
-    }
     ipc::SlotData& sd = seg->slot(i);
     detail::CallSpec spec;
     spec.id = next_request_id.fetch_add(1, std::memory_order_relaxed);
@@ -628,6 +624,11 @@ struct Pool::State {
       return r;
     }
     sd.errors.fetch_add(1, std::memory_order_relaxed);
+    std::shared_ptr<detail::WorkerProcess> proc;
+    {
+      std::lock_guard lock(rt.mu);
+      proc = rt.proc;
+    }
     Error e = with_context(r.error(), session_id, int(i), proc ? proc->pid() : 0);
     e.with("command", std::string(command));
     if (detail::worker_must_be_replaced(e)) {
@@ -665,7 +666,7 @@ struct Pool::State {
     shut_down = true;
     closing.store(true);
     seg->header().pool_state.store(uint32_t(ipc::PoolState::closing), std::memory_order_release);
-    seg->header().slot_freed.ring();  // waiting callers give up now
+    seg->header().slots_changed.ring();  // waiting callers give up now
     const int64_t deadline = ipc::monotonic_ns() + ms_to_ns(grace);
     auto none_busy = [&] {
       for (uint32_t i = 0; i < slot_count(); ++i) {
@@ -673,7 +674,7 @@ struct Pool::State {
       }
       return true;
     };
-    ipc::wait_until(seg->header().slot_freed, none_busy, deadline,
+    ipc::wait_until(seg->header().slots_changed, none_busy, deadline,
                     ipc::WaitPolicy{ipc::WaitStrategy::block, 0});
     {
       std::lock_guard lock(exec_mu);
@@ -761,7 +762,6 @@ Expected<std::unique_ptr<Pool>> Pool::start(PoolConfig config) {
   s->started_ns = ipc::monotonic_ns();
   for (uint32_t i = 0; i < g.slot_count; ++i) {
     s->slots.push_back(std::make_unique<SlotRuntime>());
-    s->slots.back()->overflow = i >= c.size;
   }
   s->next_cleanup = ipc::monotonic_ns() + ms_to_ns(c.session_cleanup_interval);
   s->next_health_check = ipc::monotonic_ns() + ms_to_ns(c.health_check_interval);

@@ -106,3 +106,11 @@ def segfault(args, ctx):
 @command("abort")
 def abort(args, ctx):
     os.abort()
+
+
+@command("announce_and_sleep")
+def announce_and_sleep(args, ctx):
+    """Prints a marker the test waits for, then works for `ms`."""
+    print("SLEEPING", os.getpid(), flush=True)
+    time.sleep(int(args.get("ms", 10)) / 1000.0)
+    return {"pid": os.getpid()}
