@@ -1,5 +1,4 @@
-// test_support.h: the leak probe every multi-process test uses, and a
-// watchdog so a hung test fails with a message instead of hitting CI's limit.
+// test_support.h: the leak probe every multi-process test uses.
 #pragma once
 
 #include <dirent.h>
@@ -88,15 +87,5 @@ class LeakCheck : public ::testing::Test {
   std::set<std::string> shm_before_;
   int fds_before_ = 0;
 };
-
-// A hung test exits with a message after `seconds`.
-inline void arm_watchdog(unsigned seconds) {
-  signal(SIGALRM, [](int) {
-    const char msg[] = "\ntest watchdog: the test binary hung; aborting\n";
-    (void)!write(2, msg, sizeof msg - 1);
-    _exit(99);
-  });
-  alarm(seconds);
-}
 
 }  // namespace shmpool::test

@@ -8,6 +8,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <thread>
 
@@ -361,6 +362,33 @@ TEST_F(ShmWorkerTest, SourceCheckoutInTheWorkingDirectoryDoesNotShadowTheBuiltPa
   ASSERT_EQ(chdir(old_cwd), 0);
   ASSERT_TRUE(w.ok()) << w.error().to_string();
   EXPECT_TRUE((*w)->call("ping").ok());
+}
+
+std::string fd_target(const std::string& link) {
+  char buf[256];
+  ssize_t n = ::readlink(link.c_str(), buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, size_t(n)) : std::string();
+}
+
+TEST_F(ShmWorkerTest, HostDescriptorsWithoutCloseOnExecDoNotReachTheWorker) {
+  // A host's inherited sockets or pipes must not leak into Python workers,
+  // and neither may Boost.Process's own exec-error pipe of a concurrent
+  // spawn (which once kept a pool's start() blocked for a worker's life).
+  int fds[2];
+  ASSERT_EQ(::pipe(fds), 0);  // deliberately without O_CLOEXEC
+  const std::string mine = fd_target("/proc/self/fd/" + std::to_string(fds[1]));
+  ASSERT_EQ(mine.rfind("pipe:", 0), 0u) << mine;
+  auto w = Worker::start(options(Transport::shm));
+  ASSERT_TRUE(w.ok()) << w.error().to_string();
+  const std::string dir = "/proc/" + std::to_string((*w)->pid()) + "/fd";
+  size_t seen = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    ++seen;
+    EXPECT_NE(fd_target(entry.path().string()), mine) << entry.path();
+  }
+  EXPECT_GE(seen, 3u) << "the worker's stdio was listed";
+  ::close(fds[0]);
+  ::close(fds[1]);
 }
 
 TEST_F(ShmWorkerTest, StopRemovesTheSegmentAndReapsTheWorker) {

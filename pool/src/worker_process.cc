@@ -11,10 +11,12 @@
 #include <boost/process/env.hpp>
 #include <boost/process/environment.hpp>
 #include <boost/process/exe.hpp>
+#include <boost/process/extend.hpp>
 #include <boost/process/posix.hpp>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <mutex>
 
 #include "ipc/sys.h"
 #include "shmpool/build_config.h"
@@ -43,6 +45,27 @@ struct Pipe {
     fd = -1;
   }
 };
+// Runs in the child between fork and exec: every descriptor above stderr is
+// marked close-on-exec (one async-signal-safe syscall), so a worker holds
+// nothing of its host but the three pipes. This matters beyond hygiene:
+// Boost.Process makes its exec-error pipe with pipe() and only then sets
+// FD_CLOEXEC, so a fork on another thread in that window copies the write
+// end into its child; a worker that kept it would block the first spawn's
+// read of that pipe for the worker's whole life.
+struct CloseInheritedFds : bp::extend::handler {
+  template <typename Executor>
+  void on_exec_setup(Executor&) const {
+    ::close_range(3, ~0u,
+                  CLOSE_RANGE_CLOEXEC);  // ENOSYS before Linux 5.11: the mutex below still holds
+  }
+};
+
+// Our own spawns never overlap, so none of them can copy another's
+// half-made Boost pipe (see CloseInheritedFds).
+std::mutex& spawn_mutex() {
+  static std::mutex mu;
+  return mu;
+}
 }  // namespace
 
 Expected<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(SpawnSpec spec) {
@@ -78,8 +101,11 @@ Expected<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(SpawnSpec spec) {
   args.insert(args.end(), spec.args.begin(), spec.args.end());
   std::unique_ptr<WorkerProcess> wp(new WorkerProcess());
   std::error_code ec;
+  std::unique_lock spawn_lock(spawn_mutex());
   bp::child child(bp::exe = spec.python, bp::args = args, child_env, bp::posix::fd.bind(0, in.r),
-                  bp::posix::fd.bind(1, out.w), bp::posix::fd.bind(2, err.w), ec);
+                  bp::posix::fd.bind(1, out.w), bp::posix::fd.bind(2, err.w), CloseInheritedFds{},
+                  ec);
+  spawn_lock.unlock();
   Pipe::close_fd(in.r);
   Pipe::close_fd(out.w);
   Pipe::close_fd(err.w);
