@@ -138,13 +138,15 @@ Errc Segment::create(std::string_view pool_name, const Geometry& g, std::unique_
   return Errc::ok;
 }
 
-Errc Segment::attach(std::string_view pool_name, std::unique_ptr<Segment>* out, SysError* err) {
+Errc Segment::attach(std::string_view pool_name, std::unique_ptr<Segment>* out, SysError* err,
+                     Access access) {
+  const bip::mode_t mode = access == Access::read_only ? bip::read_only : bip::read_write;
   if (!valid_pool_name(pool_name)) return Errc::bad_name;
   const std::string obj = shm_object_name(pool_name);
   std::unique_ptr<Segment> seg(new Segment());
   seg->mapping_ = std::make_unique<Mapping>();
   try {
-    seg->mapping_->shm = bip::shared_memory_object(bip::open_only, obj.c_str(), bip::read_write);
+    seg->mapping_->shm = bip::shared_memory_object(bip::open_only, obj.c_str(), mode);
   } catch (const bip::interprocess_exception& ex) {
     int e = ex.get_native_error();
     if (err) *err = SysError{e, "shm_open"};
@@ -155,8 +157,7 @@ Errc Segment::attach(std::string_view pool_name, std::unique_ptr<Segment>* out, 
     return Errc::bad_magic;
   }
   try {
-    seg->mapping_->region =
-        bip::mapped_region(seg->mapping_->shm, bip::read_write, 0, size_t(file_size));
+    seg->mapping_->region = bip::mapped_region(seg->mapping_->shm, mode, 0, size_t(file_size));
   } catch (const bip::interprocess_exception& ex) {
     if (err) *err = SysError{ex.get_native_error(), "mmap"};
     return Errc::system;

@@ -25,7 +25,7 @@
 namespace shmpool::ipc {
 
 inline constexpr uint64_t kSegmentMagic = 0x314c4f4f504d4853ull;  // "SHMPOOL1"
-inline constexpr uint32_t kLayoutVersion = 3;
+inline constexpr uint32_t kLayoutVersion = 4;
 inline constexpr std::size_t kMaxNameLength = 64;
 // Name prefix of every shmpool segment in /dev/shm.
 inline constexpr std::string_view kShmPrefix = "shmpool.";
@@ -55,13 +55,36 @@ enum class SlotState : uint8_t {
   dead = 5
 };
 
-// State word: [generation:32][unused:24][state:8]. Every transition bumps
-// the generation, so a CAS from a stale snapshot fails (no ABA).
-constexpr uint64_t make_slot_word(uint32_t generation, SlotState s) {
-  return (uint64_t(generation) << 32) | uint64_t(s);
+constexpr const char* slot_state_name(SlotState s) {
+  switch (s) {
+    case SlotState::empty:
+      return "empty";
+    case SlotState::starting:
+      return "starting";
+    case SlotState::idle:
+      return "idle";
+    case SlotState::busy:
+      return "busy";
+    case SlotState::retiring:
+      return "retiring";
+    case SlotState::dead:
+      return "dead";
+  }
+  return "unknown";
+}
+
+// State word: [generation:32][holder pid:24][state:8]. Every transition bumps
+// the generation, so a CAS from a stale snapshot fails (no ABA). A busy word
+// carries the pid of the process that checked the slot out, set by the same
+// CAS (0 = the owner's own supervisor), so the owner can tell a slot held by
+// a dead process from one just checked out. Linux pids fit in 22 bits.
+inline constexpr uint32_t kMaxHolderPid = (1u << 24) - 1;
+constexpr uint64_t make_slot_word(uint32_t generation, SlotState s, uint32_t holder_pid = 0) {
+  return (uint64_t(generation) << 32) | (uint64_t(holder_pid & kMaxHolderPid) << 8) | uint64_t(s);
 }
 constexpr SlotState slot_state(uint64_t word) { return SlotState(word & 0xff); }
 constexpr uint32_t slot_generation(uint64_t word) { return uint32_t(word >> 32); }
+constexpr uint32_t slot_holder_pid(uint64_t word) { return uint32_t(word >> 8) & kMaxHolderPid; }
 
 // One worker slot. Field table (writer / reader / order; writer dies mid-update):
 // | state          | owner, clients (CAS)   | all      | acq_rel CAS / acquire | stays busy: owner
@@ -164,9 +187,12 @@ class Segment {
   // object is removed), Errc::bad_name / bad_layout on bad input.
   static Errc create(std::string_view pool_name, const Geometry& g, std::unique_ptr<Segment>* out,
                      SysError* err = nullptr);
-  // Maps an existing segment and verifies magic, version and layout.
+  enum class Access { read_write, read_only };
+  // Maps an existing segment and verifies magic, version and layout. A
+  // read-only mapping may only be read (loads of the atomics included):
+  // observers such as `shmpool status` use it so they cannot disturb a pool.
   static Errc attach(std::string_view pool_name, std::unique_ptr<Segment>* out,
-                     SysError* err = nullptr);
+                     SysError* err = nullptr, Access access = Access::read_write);
   // Removes the name; existing mappings stay valid. Errc::not_found if absent.
   static Errc remove(std::string_view pool_name);
 

@@ -6,7 +6,8 @@ bool try_checkout(Segment& seg, uint32_t i, uint64_t owner, uint64_t* word) {
   SlotData& s = seg.slot(i);
   uint64_t w = s.state.load(std::memory_order_acquire);  // pairs with set_state/checkin releases
   if (slot_state(w) != SlotState::idle) return false;
-  const uint64_t busy = make_slot_word(slot_generation(w) + 1, SlotState::busy);
+  const uint64_t busy =
+      make_slot_word(slot_generation(w) + 1, SlotState::busy, uint32_t(owner >> 32));
   if (!s.state.compare_exchange_strong(w, busy, std::memory_order_acq_rel,
                                        std::memory_order_relaxed)) {
     return false;

@@ -21,7 +21,8 @@
 namespace shmpool::ipc {
 
 // Tries to move slot `i` from idle to busy. On success returns true and sets
-// *word to the new state word (the checkin needs it) and records `owner`.
+// *word to the new state word (the checkin needs it) and records `owner`
+// (pid << 32 | token). The busy word itself carries the pid, set by the CAS.
 bool try_checkout(Segment& seg, uint32_t i, uint64_t owner, uint64_t* word);
 
 // Moves the slot from busy (as checked out: `word`) back to idle and rings

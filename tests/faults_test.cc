@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "shmpool/pool.h"
+#include "tests/process_support.h"
 #include "tests/test_support.h"
 
 namespace shmpool {
@@ -31,15 +32,6 @@ PoolConfig config(const char* tag) {
 }
 
 class FaultsTest : public test::LeakCheck {};
-
-class WarmUp : public ::testing::Environment {
- public:
-  void SetUp() override {
-    auto p = Pool::start(config("warm"));
-    if (!p.ok()) std::exit(1);
-  }
-};
-const auto* const kWarmUp = ::testing::AddGlobalTestEnvironment(new WarmUp);
 
 TEST_F(FaultsTest, EveryWayOfDyingDuringACallIsAWorkerErrorAndTheNextCallSucceeds) {
   auto p = Pool::start(config("ways"));

@@ -1,5 +1,6 @@
 // pool_owner_helper NAME HANDLERS: starts a pool of 2 workers, prints
-// "READY <pid> <pid>" and waits to be killed. Used by the owner-death test.
+// "READY <pid> <pid>", then "LOG <line>" for every line its workers print,
+// and waits to be killed. Used by the owner-death tests.
 #include <unistd.h>
 
 #include <cstdio>
@@ -13,6 +14,10 @@ int main(int argc, char** argv) {
   c.size = 2;
   c.max_overflow = 0;
   c.handler_modules = {argv[2]};
+  c.log = [](const shmpool::LogLine& l) {
+    std::printf("LOG %.*s\n", int(l.text.size()), l.text.data());
+    std::fflush(stdout);
+  };
   auto pool = shmpool::Pool::start(c);
   if (!pool.ok()) {
     std::printf("ERROR %s\n", pool.error().to_string().c_str());

@@ -19,6 +19,7 @@
 #include "ipc/segment.h"
 #include "ipc/sys.h"
 #include "ipc/wait.h"
+#include "tests/process_support.h"
 #include "tests/test_support.h"
 
 namespace shmpool {
@@ -54,38 +55,6 @@ bool eventually(const Pool& pool, Pred pred,
                          ipc::WaitPolicy{ipc::WaitStrategy::block, 0}) == ipc::WaitResult::ready;
 }
 
-// Waits until the process behind `pidfd` (not necessarily our child) has
-// exited, or the deadline passes. Closes the descriptor.
-bool wait_exit(int pidfd, int64_t deadline_ns) {
-  pollfd p{pidfd, POLLIN, 0};
-  int64_t left_ms = std::max<int64_t>(0, (deadline_ns - ipc::monotonic_ns()) / 1'000'000);
-  int r = ::poll(&p, 1, int(left_ms));
-  ::close(pidfd);
-  return r == 1;
-}
-
-// Collects worker log lines; wait_for_line() blocks until one starts with a prefix.
-struct LogWatch {
-  std::mutex mu;
-  std::condition_variable cv;
-  std::vector<std::string> lines;
-  LogCallback callback() {
-    return [this](const LogLine& l) {
-      std::lock_guard lock(mu);
-      lines.emplace_back(l.text);
-      cv.notify_all();
-    };
-  }
-  bool wait_for_line(const std::string& prefix, size_t count = 1) {
-    std::unique_lock lock(mu);
-    return cv.wait_for(lock, std::chrono::seconds(30), [&] {
-      size_t n = 0;
-      for (auto& l : lines) n += l.rfind(prefix, 0) == 0;
-      return n >= count;
-    });
-  }
-};
-
 std::unique_ptr<Pool> start(PoolConfig c) {
   auto p = Pool::start(std::move(c));
   EXPECT_TRUE(p.ok()) << (p.ok() ? "" : p.error().to_string());
@@ -96,17 +65,6 @@ class PoolTest : public test::LeakCheck {};
 
 // Starts a worker once so the process-wide child watch exists before the
 // leak probe counts descriptors.
-class WarmUp : public ::testing::Environment {
- public:
-  void SetUp() override {
-    auto p = Pool::start(config("warm", 1));
-    if (!p.ok()) {
-      std::fprintf(stderr, "cannot start a pool: %s\n", p.error().to_string().c_str());
-      std::exit(1);
-    }
-  }
-};
-const auto* const kWarmUp = ::testing::AddGlobalTestEnvironment(new WarmUp);
 
 TEST_F(PoolTest, DefaultConfigurationIsReflectedInStatus) {
   PoolConfig c;
@@ -288,7 +246,7 @@ TEST_F(PoolTest, ErrorsAreWellFormedWithContext) {
 }
 
 TEST_F(PoolTest, CheckoutTimeoutCarriesPoolAndSession) {
-  LogWatch log;
+  test::LogWatch log;
   PoolConfig c = config("checkout", 1, 0);
   c.log = log.callback();
   auto pool = start(c);
@@ -419,7 +377,7 @@ TEST_F(PoolTest, StartupFailureFailsFastWithTheStderrTail) {
 }
 
 TEST_F(PoolTest, OverflowWorkersStartWhenAllAreBusyAndRetireWhenIdle) {
-  LogWatch log;
+  test::LogWatch log;
   PoolConfig c = config("overflow", 1, 1);
   c.overflow_idle_timeout = std::chrono::milliseconds(200);
   c.log = log.callback();
@@ -495,7 +453,7 @@ TEST_F(PoolTest, ASecondPoolWithTheSameNameIsRefused) {
 }
 
 TEST_F(PoolTest, GracefulShutdownLetsInFlightCallsFinish) {
-  LogWatch log;
+  test::LogWatch log;
   PoolConfig c = config("graceful", 2);
   c.log = log.callback();
   auto pool = start(c);
@@ -584,7 +542,7 @@ TEST_F(PoolTest, WorkersDieWithTheirOwnerAndANewOwnerReclaimsTheName) {
   ASSERT_EQ(::waitpid(owner, &status, 0), owner);
   const auto killed = std::chrono::steady_clock::now();
   const int64_t deadline = ipc::monotonic_ns() + 10'000'000'000;
-  const bool gone1 = wait_exit(fd1, deadline), gone2 = wait_exit(fd2, deadline);
+  const bool gone1 = test::wait_exit(fd1, deadline), gone2 = test::wait_exit(fd2, deadline);
   ASSERT_TRUE(gone1 && gone2) << "orphaned workers still running";
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - killed).count();

@@ -45,6 +45,25 @@ TEST_F(SlotTableTest, OnlyIdleSlotsCanBeCheckedOut) {
   EXPECT_GT(slot_generation(seg_->slot(0).state.load()), slot_generation(w));
 }
 
+TEST_F(SlotTableTest, TheBusyWordNamesItsHolderFromTheCheckoutCasOn) {
+  // The owner tells a slot held by a dead process from one just checked out
+  // by reading the holder from the state word: it must be there at once.
+  ASSERT_NE(set_state(*seg_, 1, state_bit(SlotState::empty), SlotState::idle), 0u);
+  const uint32_t pid = 4'000'000;  // above the default pid_max, within 22 bits
+  uint64_t w;
+  ASSERT_TRUE(try_checkout(*seg_, 1, uint64_t(pid) << 32 | 7, &w));
+  EXPECT_EQ(slot_holder_pid(seg_->slot(1).state.load()), pid);
+  EXPECT_EQ(slot_state(w), SlotState::busy);
+  const uint32_t generation = slot_generation(w);
+  ASSERT_TRUE(checkin(*seg_, 1, w));
+  const uint64_t idle = seg_->slot(1).state.load();
+  EXPECT_EQ(slot_holder_pid(idle), 0u);
+  EXPECT_EQ(slot_generation(idle), generation + 1);
+  EXPECT_EQ(slot_holder_pid(make_slot_word(1, SlotState::busy, kMaxHolderPid + 2)), 1u)
+      << "masked to 24 bits, never spilling into the generation";
+  EXPECT_EQ(slot_generation(make_slot_word(5, SlotState::busy, ~0u)), 5u);
+}
+
 TEST_F(SlotTableTest, CheckinAfterTheOwnerMarkedTheSlotDeadFails) {
   set_state(*seg_, 1, state_bit(SlotState::empty), SlotState::idle);
   uint64_t w;

@@ -4,16 +4,22 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "ipc/segment.h"
+#include "ipc/sys.h"
 
 namespace shmpool::test {
 
@@ -87,5 +93,56 @@ class LeakCheck : public ::testing::Test {
   std::set<std::string> shm_before_;
   int fds_before_ = 0;
 };
+
+// Waits until the process behind `pidfd` exits or the deadline passes
+// (CLOCK_MONOTONIC ns); closes the pidfd. True if it exited.
+inline bool wait_exit(int pidfd, int64_t deadline_ns) {
+  pollfd p{pidfd, POLLIN, 0};
+  int64_t left_ms = std::max<int64_t>(0, (deadline_ns - ipc::monotonic_ns()) / 1'000'000);
+  int r = ipc::retry_eintr([&] { return ::poll(&p, 1, int(left_ms)); });
+  ::close(pidfd);
+  return r == 1;
+}
+
+// A child process whose stdout we read line by line.
+struct Child {
+  pid_t pid = -1;
+  FILE* out = nullptr;
+  // The next line of its stdout without the newline; empty at EOF.
+  std::string read_line() {
+    char buf[1024];
+    if (!out || !std::fgets(buf, sizeof buf, out)) return {};
+    std::string s = buf;
+    if (!s.empty() && s.back() == '\n') s.pop_back();
+    return s;
+  }
+  // Waits for it (it is our child) and returns the raw wait status.
+  int wait() {
+    int status = 0;
+    if (pid > 0) ipc::retry_eintr([&] { return ::waitpid(pid, &status, 0); });
+    pid = -1;
+    if (out) std::fclose(out);
+    out = nullptr;
+    return status;
+  }
+};
+
+inline Child spawn_child(std::vector<std::string> argv) {
+  Child c;
+  int fds[2];
+  if (::pipe2(fds, O_CLOEXEC) != 0) return c;
+  std::vector<char*> args;
+  for (auto& a : argv) args.push_back(a.data());
+  args.push_back(nullptr);
+  c.pid = ::fork();
+  if (c.pid == 0) {
+    ::dup2(fds[1], 1);
+    ::execv(args[0], args.data());
+    _exit(127);
+  }
+  ::close(fds[1]);
+  c.out = ::fdopen(fds[0], "r");
+  return c;
+}
 
 }  // namespace shmpool::test

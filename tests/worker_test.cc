@@ -9,9 +9,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <mutex>
 #include <thread>
 
+#include "tests/process_support.h"
 #include "tests/test_support.h"
 
 namespace shmpool {
@@ -24,21 +26,6 @@ WorkerOptions options(Transport t) {
   o.startup_timeout = std::chrono::seconds(30);
   return o;
 }
-
-// Starts one worker before any test so process-wide state (the child watch
-// thread and its descriptors) exists before the leak probe first counts.
-class WarmUp : public ::testing::Environment {
- public:
-  void SetUp() override {
-    auto w = Worker::start(options(Transport::shm));
-    if (!w.ok()) {
-      // Fatal, not a skip: every test below needs a working worker.
-      std::fprintf(stderr, "cannot start a worker: %s\n", w.error().to_string().c_str());
-      std::exit(1);
-    }
-  }
-};
-const auto* const kWarmUp = ::testing::AddGlobalTestEnvironment(new WarmUp);
 
 class WorkerTest : public test::LeakCheck, public ::testing::WithParamInterface<Transport> {
  protected:
@@ -389,6 +376,35 @@ TEST_F(ShmWorkerTest, HostDescriptorsWithoutCloseOnExecDoNotReachTheWorker) {
   EXPECT_GE(seen, 3u) << "the worker's stdio was listed";
   ::close(fds[0]);
   ::close(fds[1]);
+}
+
+// The hexadecimal signal set of a "SigBlk:"/"SigIgn:" line in /proc/PID/status.
+uint64_t proc_signal_set(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(field + ":", 0) == 0)
+      return std::stoull(line.substr(field.size() + 1), nullptr, 16);
+  }
+  ADD_FAILURE() << field << " not found for " << pid;
+  return ~0ull;
+}
+
+TEST_F(ShmWorkerTest, WorkersStartWithNoBlockedOrIgnoredStopSignals) {
+  // A host that blocks SIGTERM to sigwait() for it, or ignores SIGINT, must
+  // not pass that on: its workers would no longer stop when asked.
+  sigset_t block, old;
+  sigemptyset(&block);
+  sigaddset(&block, SIGTERM);
+  ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &block, &old), 0);
+  auto* old_int = ::signal(SIGINT, SIG_IGN);
+  auto w = Worker::start(options(Transport::shm));
+  ::signal(SIGINT, old_int);
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  ASSERT_TRUE(w.ok()) << w.error().to_string();
+  const uint64_t bit_term = 1ull << (SIGTERM - 1), bit_int = 1ull << (SIGINT - 1);
+  EXPECT_EQ(proc_signal_set((*w)->pid(), "SigBlk") & bit_term, 0u);
+  // Python installs its own SIGINT handler (KeyboardInterrupt): caught, not ignored.
+  EXPECT_EQ(proc_signal_set((*w)->pid(), "SigIgn") & (bit_term | bit_int), 0u);
 }
 
 TEST_F(ShmWorkerTest, StopRemovesTheSegmentAndReapsTheWorker) {

@@ -16,6 +16,7 @@
 #include "ipc/session_table.h"
 #include "ipc/slot_table.h"
 #include "pool/src/shm_channel.h"
+#include "pool/src/stale_segment.h"
 #include "pool/src/worker_process.h"
 #include "pool/src/worker_setup.h"
 
@@ -46,24 +47,6 @@ struct LatencyHistogram {
   }
 };
 
-const char* state_name(ipc::SlotState s) {
-  switch (s) {
-    case ipc::SlotState::empty:
-      return "empty";
-    case ipc::SlotState::starting:
-      return "starting";
-    case ipc::SlotState::idle:
-      return "idle";
-    case ipc::SlotState::busy:
-      return "busy";
-    case ipc::SlotState::retiring:
-      return "retiring";
-    case ipc::SlotState::dead:
-      return "dead";
-  }
-  return "unknown";
-}
-
 constexpr uint32_t kAnyState = ~0u;
 
 }  // namespace
@@ -82,6 +65,7 @@ struct SlotRuntime {
   bool recycle = false;               // retiring to be replaced (recycling), not to stay empty
   std::atomic<uint64_t> recycled{0};  // supervisor writes; status() reads
   bool starting = false;              // a starter thread owns the slot
+  uint64_t orphan_word = 0;           // busy word last seen held by a dead process
   int64_t started_ns = 0;
   uint64_t checkouts_at_start = 0;
 };
@@ -99,6 +83,7 @@ struct Pool::State {
   std::atomic<uint64_t> next_request_id{1};
   std::atomic<uint32_t> next_token{1};
   std::atomic<uint64_t> successes{0}, timeouts{0};
+  std::atomic<uint64_t> clients_reclaimed{0};  // slots taken back from dead client processes
   std::atomic<uint32_t> scan_start{0};
   LatencyHistogram latency;
 
@@ -388,6 +373,7 @@ struct Pool::State {
         launch(i);  // clears restart_at once it starts
       }
     }
+    reclaim_orphans();
     // Overflow workers idle for too long retire.
     for (uint32_t i = cfg.size; i < slot_count(); ++i) {
       SlotRuntime& rt = *slots[i];
@@ -426,6 +412,49 @@ struct Pool::State {
       next_cleanup = now + ms_to_ns(cfg.session_cleanup_interval);
       sessions.expire(clock_ns(), ms_to_ns(cfg.session_ttl));
     }
+  }
+
+  // A slot checked out by another process that died (mid-call or right
+  // after its checkout) is never checked in. The busy state word carries the
+  // holder's pid, set by the checkout CAS itself; a slot seen busy with the
+  // same word and a holder that no longer exists on two passes in a row goes
+  // dead. Dead means "its worker must go": a dead slot whose worker still
+  // runs (a client gave it up after a timeout or a protocol error; clients
+  // never signal the owner's children themselves) has it killed here, and
+  // its exit restarts the slot. This process's own holders (its pid, or 0
+  // for the health check, which runs on this thread) are never orphans.
+  // Clients must share the owner's pid namespace.
+  void reclaim_orphans() {
+    const uint32_t self = uint32_t(::getpid()) & ipc::kMaxHolderPid;
+    for (uint32_t i = 0; i < slot_count(); ++i) {
+      SlotRuntime& rt = *slots[i];
+      const uint64_t w = seg->slot(i).state.load(std::memory_order_acquire);
+      const auto state = ipc::slot_state(w);
+      if (state == ipc::SlotState::dead && !rt.starting && !rt.retiring) {
+        kill_worker(rt);
+        continue;
+      }
+      const uint32_t holder = ipc::slot_holder_pid(w);
+      const bool orphan = state == ipc::SlotState::busy && holder != self && holder != 0 &&
+                          !ipc::process_exists(pid_t(holder));
+      if (!orphan || rt.orphan_word != w) {
+        rt.orphan_word = orphan ? w : 0;
+        continue;
+      }
+      rt.orphan_word = 0;
+      if (!ipc::release_as(*seg, i, w, ipc::SlotState::dead)) continue;
+      clients_reclaimed.fetch_add(1, std::memory_order_relaxed);
+      kill_worker(rt);  // it may be mid-call for nobody; its exit restarts the slot
+    }
+  }
+
+  static void kill_worker(SlotRuntime& rt) {
+    std::shared_ptr<detail::WorkerProcess> proc;
+    {
+      std::lock_guard lock(rt.mu);
+      proc = rt.proc;
+    }
+    if (proc && !proc->exited()) proc->kill(SIGKILL);
   }
 
   // Pings every idle worker; one that does not answer is killed (and replaced).
@@ -868,22 +897,16 @@ Status Pool::end_session(std::string_view session_id) {
   return {};
 }
 
-namespace {
-SessionInfo to_info(const ipc::SessionSnapshot& s) {
-  return SessionInfo{s.id, s.created_ns, s.last_activity_ns, s.operations, s.errors, s.last_slot};
-}
-}  // namespace
-
 std::optional<SessionInfo> Pool::session(std::string_view session_id) const {
   ipc::SessionSnapshot snap;
   if (!ipc::valid_session_id(session_id) || !s_->sessions.find(session_id, &snap))
     return std::nullopt;
-  return to_info(snap);
+  return detail::session_info(snap);
 }
 
 std::vector<SessionInfo> Pool::sessions() const {
   std::vector<SessionInfo> out;
-  for (auto& s : s_->sessions.list()) out.push_back(to_info(s));
+  for (auto& s : s_->sessions.list()) out.push_back(detail::session_info(s));
   return out;
 }
 
@@ -907,6 +930,7 @@ PoolStatus Pool::status() const {
   st.timeouts = s.timeouts.load(std::memory_order_relaxed);
   st.checkout_timeouts = h.checkout_timeouts.load(std::memory_order_relaxed);
   st.session_table_full = h.session_table_full.load(std::memory_order_relaxed);
+  st.reclaimed_from_dead_clients = s.clients_reclaimed.load(std::memory_order_relaxed);
   for (int c = 0; c <= int(Category::config_error); ++c) {
     st.errors_by_category[std::string(category_name(Category(c)))] =
         h.errors_by_category[c].load(std::memory_order_relaxed);
@@ -919,7 +943,7 @@ PoolStatus Pool::status() const {
     WorkerInfo w;
     w.slot = i;
     auto state = s.state_of(i);
-    w.state = state_name(state);
+    w.state = ipc::slot_state_name(state);
     w.overflow = i >= s.cfg.size;
     w.pid = state == ipc::SlotState::empty ? 0 : sd.worker_pid.load(std::memory_order_relaxed);
     w.checkouts = sd.checkouts.load(std::memory_order_relaxed);

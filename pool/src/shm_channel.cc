@@ -93,14 +93,19 @@ Expected<Reply> ShmChannel::call(const CallSpec& spec) {
 
 Expected<Reply> ShmChannel::await_reply(uint64_t id, int64_t deadline_ns) {
   ipc::SlotData& slot = segment_->slot(slot_);
+  auto abandoned = [&] { return abandon_ && abandon_->load(std::memory_order_acquire); };
   auto gone = [&] {
-    return slot.worker_alive.load(std::memory_order_acquire) ==
-           0;  // pairs with the owner's release store
+    // pairs with the owner's release store
+    return slot.worker_alive.load(std::memory_order_acquire) == 0 || abandoned();
   };
   for (;;) {
     ipc::Frame frame;
     ipc::Errc e = responses_.peek(&frame);
     if (e == ipc::Errc::empty) {
+      if (abandoned()) {
+        return make_error(Category::resource_error, std::string(kPoolNotAvailable),
+                          "the pool's owner process died during the call");
+      }
       if (gone()) {
         // One more look: the worker may have replied just before it died.
         e = responses_.peek(&frame);

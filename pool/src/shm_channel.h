@@ -7,6 +7,7 @@
 // and matched by request id.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <span>
 #include <string_view>
@@ -31,6 +32,7 @@ struct CallSpec {
 // Error.type values ShmChannel produces that the caller must act on.
 inline constexpr std::string_view kWorkerGone = "worker_crashed";
 inline constexpr std::string_view kOperationTimeout = "operation_timeout";
+inline constexpr std::string_view kPoolNotAvailable = "pool_not_available";
 
 class ShmChannel {
  public:
@@ -43,6 +45,9 @@ class ShmChannel {
   // into the response ring until release_held() or the next call.
   Expected<Reply> call(const CallSpec& spec);
   void release_held();
+  // A client's "the owner died" flag: once set (and the response doorbell
+  // rung), a waiting call ends with resource_error/pool_not_available.
+  void set_abandon_flag(const std::atomic<bool>* flag) { abandon_ = flag; }
 
  private:
   Expected<Reply> await_reply(uint64_t id, int64_t deadline_ns);
@@ -53,6 +58,7 @@ class ShmChannel {
   flatbuffers::FlatBufferBuilder fbb_{1024};
   ipc::Frame held_{};
   bool holding_ = false;
+  const std::atomic<bool>* abandon_ = nullptr;
 };
 
 // Builds the Error carried in a response envelope.

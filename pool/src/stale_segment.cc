@@ -1,23 +1,40 @@
 #include "pool/src/stale_segment.h"
 
+#include <sys/stat.h>
+
 namespace shmpool::detail {
 
 OwnerLiveness segment_owner(std::string_view pool_name, int* owner_pid) {
   std::unique_ptr<ipc::Segment> seg;
-  if (ipc::Segment::attach(pool_name, &seg) != ipc::Errc::ok) return OwnerLiveness::unknown;
-  const ipc::SegmentHeader& h = seg->header();
+  if (ipc::Segment::attach(pool_name, &seg, nullptr, ipc::Segment::Access::read_only) !=
+      ipc::Errc::ok)
+    return OwnerLiveness::unknown;
+  if (owner_pid) *owner_pid = seg->header().owner_pid;
+  return owner_liveness(seg->header());
+}
+
+OwnerLiveness owner_liveness(const ipc::SegmentHeader& h) {
   const int pid = h.owner_pid;
   const uint64_t start = h.owner_start_time;
-  if (owner_pid) *owner_pid = pid;
   // A live process with the same pid but another start time is a reused pid.
-  if (!ipc::process_exists(pid)) return OwnerLiveness::dead;
+  if (pid <= 0 || !ipc::process_exists(pid)) return OwnerLiveness::dead;
   const uint64_t now_start = ipc::process_start_time(pid);
   if (now_start != 0 && start != 0 && now_start != start) return OwnerLiveness::dead;
   return OwnerLiveness::alive;
 }
 
+namespace {
+ino_t shm_inode(std::string_view pool_name) {
+  struct stat st {};
+  const std::string path = "/dev/shm/" + ipc::shm_object_name(pool_name);
+  return ::stat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+}  // namespace
+
 bool reclaim_if_stale(std::string_view pool_name) {
-  if (segment_owner(pool_name) != OwnerLiveness::dead) return false;
+  const ino_t before = shm_inode(pool_name);
+  if (before == 0 || segment_owner(pool_name) != OwnerLiveness::dead) return false;
+  if (shm_inode(pool_name) != before) return false;  // re-created meanwhile
   return ipc::Segment::remove(pool_name) == ipc::Errc::ok;
 }
 

@@ -45,23 +45,37 @@ struct Pipe {
     fd = -1;
   }
 };
-// Runs in the child between fork and exec: every descriptor above stderr is
-// marked close-on-exec (one async-signal-safe syscall), so a worker holds
-// nothing of its host but the three pipes. This matters beyond hygiene:
-// Boost.Process makes its exec-error pipe with pipe() and only then sets
-// FD_CLOEXEC, so a fork on another thread in that window copies the write
-// end into its child; a worker that kept it would block the first spawn's
-// read of that pipe for the worker's whole life.
-struct CloseInheritedFds : bp::extend::handler {
+// Runs in the child between fork and exec (async-signal-safe calls only).
+//  - Every descriptor above stderr is marked close-on-exec, so a worker holds
+//    nothing of its host but the three pipes. Beyond hygiene: Boost.Process
+//    makes its exec-error pipe with pipe() and only then sets FD_CLOEXEC, so
+//    a fork on another thread in that window copies the write end into its
+//    child; a worker that kept it would block the first spawn's read of that
+//    pipe for the worker's whole life.
+//  - The signal mask and ignored signals survive exec: a host that blocks
+//    SIGTERM to sigwait() for it (or ignores SIGINT) would hand that to its
+//    workers, and they could no longer be stopped gracefully. Dispositions
+//    are reset before the mask is cleared, so no inherited handler runs here.
+//  - Each worker gets its own process group: a Ctrl-C at the host's terminal
+//    reaches the host, which shuts its pool down gracefully, instead of
+//    killing the workers under in-flight calls. (Workers still exit when
+//    their owner dies: they watch it.)
+struct CleanChildState : bp::extend::handler {
   template <typename Executor>
   void on_exec_setup(Executor&) const {
     ::close_range(3, ~0u,
                   CLOSE_RANGE_CLOEXEC);  // ENOSYS before Linux 5.11: the mutex below still holds
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2, SIGCHLD})
+      ::signal(sig, SIG_DFL);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::setpgid(0, 0);
   }
 };
 
 // Our own spawns never overlap, so none of them can copy another's
-// half-made Boost pipe (see CloseInheritedFds).
+// half-made Boost pipe (see CleanChildState).
 std::mutex& spawn_mutex() {
   static std::mutex mu;
   return mu;
@@ -103,7 +117,7 @@ Expected<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(SpawnSpec spec) {
   std::error_code ec;
   std::unique_lock spawn_lock(spawn_mutex());
   bp::child child(bp::exe = spec.python, bp::args = args, child_env, bp::posix::fd.bind(0, in.r),
-                  bp::posix::fd.bind(1, out.w), bp::posix::fd.bind(2, err.w), CloseInheritedFds{},
+                  bp::posix::fd.bind(1, out.w), bp::posix::fd.bind(2, err.w), CleanChildState{},
                   ec);
   spawn_lock.unlock();
   Pipe::close_fd(in.r);

@@ -25,7 +25,7 @@ namespace shmpool::detail {
 
 struct SpawnSpec {
   std::string python;
-  std::string python_path;  // empty: default_python_path()
+  std::string python_path;        // empty: default_python_path()
   std::vector<std::string> args;  // after "-m python_shm_worker"
   std::map<std::string, std::string> env;
   bool pipe_stdio = false;  // keep stdin/stdout for the pipe-json protocol

@@ -102,6 +102,7 @@ struct PoolStatus {
   uint32_t active_sessions = 0;
   uint64_t calls = 0, successes = 0, timeouts = 0, checkout_timeouts = 0;
   uint64_t session_table_full = 0;
+  uint64_t reclaimed_from_dead_clients = 0;  // slots taken back from client processes that died
   std::map<std::string, uint64_t> errors_by_category;
   double latency_p50_us = 0, latency_p99_us = 0;  // from a log2 histogram
   bool shutting_down = false;

@@ -1,0 +1,371 @@
+// A process that calls a pool it does not own. Same slot table, rings and
+// session table as the owner; no supervision (the owner does that). A
+// watcher thread holds a pidfd on the owner: when the owner dies, every wait
+// of this client is woken and fails with pool_not_available.
+#include "shmpool/client.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <mutex>
+#include <thread>
+
+#include "ipc/segment.h"
+#include "ipc/session_table.h"
+#include "ipc/slot_table.h"
+#include "pool/src/shm_channel.h"
+#include "pool/src/stale_segment.h"
+#include "pool/src/worker_setup.h"
+
+namespace shmpool {
+
+namespace {
+int64_t ms_to_ns(std::chrono::milliseconds ms) { return int64_t(ms.count()) * 1'000'000; }
+}  // namespace
+
+struct Client::State {
+  std::string name;
+  ClientOptions opt;
+  std::unique_ptr<ipc::Segment> seg;
+  ipc::SessionTable sessions;
+  ipc::WaitPolicy policy, checkout_policy;
+  std::vector<std::unique_ptr<detail::ShmChannel>> channels;  // one per slot; used by its holder
+  std::atomic<bool> owner_dead{false};
+  std::atomic<uint32_t> next_token{1};
+  std::atomic<uint64_t> next_request_id{1};
+  uint32_t token_base = 0;  // keeps this client's tokens apart from the owner's
+  int owner_pidfd = -1, stop_fd = -1;
+  std::thread watcher;
+
+  ~State() {
+    if (watcher.joinable()) {
+      uint64_t one = 1;
+      (void)!::write(stop_fd, &one, sizeof one);
+      watcher.join();
+    }
+    if (owner_pidfd >= 0) ::close(owner_pidfd);
+    if (stop_fd >= 0) ::close(stop_fd);
+  }
+
+  uint32_t slot_count() const { return seg->slot_count(); }
+
+  // The owner died: wake every wait of ours (reply waits on the response
+  // doorbells, checkout waits on slots_changed).
+  void watch_owner() {
+    pollfd fds[2] = {{owner_pidfd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+    for (;;) {
+      int n = ipc::retry_eintr([&] { return ::poll(fds, 2, 100); });
+      if (n > 0 && (fds[1].revents & POLLIN)) return;  // stopping
+      if (n > 0 && (fds[0].revents & POLLIN)) break;   // the owner exited
+      // A poll error (never expected) degrades to checking every 100 ms.
+      if (n < 0 && detail::owner_liveness(seg->header()) == detail::OwnerLiveness::dead) break;
+    }
+    owner_dead.store(true, std::memory_order_release);
+    for (uint32_t i = 0; i < slot_count(); ++i) seg->slot(i).response.data.ring();
+    seg->header().slots_changed.ring();
+  }
+
+  Error pool_not_available() const {
+    return make_error(Category::resource_error, std::string(detail::kPoolNotAvailable),
+                      "the pool's owner process has died")
+        .with("pool_name", name)
+        .with("owner_pid", std::to_string(seg->header().owner_pid));
+  }
+
+  bool closing() const {
+    return seg->header().pool_state.load(std::memory_order_acquire) ==
+           uint32_t(ipc::PoolState::closing);
+  }
+
+  Error with_context(Error e, std::string_view session_id, int slot = -1, pid_t pid = 0) const {
+    e.with("pool_name", name);
+    if (!session_id.empty()) e.with("session_id", std::string(session_id));
+    if (slot >= 0) e.with("slot", std::to_string(slot));
+    if (pid > 0) e.with("worker_pid", std::to_string(pid));
+    return e;
+  }
+
+  Error count(Error e) {
+    seg->header().errors_by_category[int(e.category)].fetch_add(1, std::memory_order_relaxed);
+    return e;
+  }
+
+  bool any_idle() const {
+    for (uint32_t i = 0; i < slot_count(); ++i) {
+      if (ipc::slot_state(seg->slot(i).state.load(std::memory_order_acquire)) ==
+          ipc::SlotState::idle)
+        return true;
+    }
+    return false;
+  }
+
+  struct Checkout {
+    uint32_t slot = 0;
+    uint64_t word = 0;
+  };
+
+  Expected<Checkout> checkout(std::string_view session_id, bool affinity, int64_t deadline,
+                              std::chrono::milliseconds timeout) {
+    const uint64_t owner = uint64_t(uint32_t(::getpid())) << 32 |
+                           (token_base + next_token.fetch_add(1, std::memory_order_relaxed));
+    Checkout co;
+    auto usable = [&](uint32_t i) {
+      if (!ipc::try_checkout(*seg, i, owner, &co.word)) return false;
+      if (seg->slot(i).worker_alive.load(std::memory_order_acquire) != 0) {
+        co.slot = i;
+        return true;
+      }
+      // Its worker died while idle: hand the slot to the owner to restart.
+      ipc::release_as(*seg, i, co.word, ipc::SlotState::dead);
+      return false;
+    };
+    if (affinity && !session_id.empty()) {
+      int32_t last = sessions.last_slot(session_id);
+      if (last >= 0 && uint32_t(last) < slot_count() && usable(uint32_t(last))) return co;
+    }
+    bool counted_waiting = false;
+    auto stop_waiting = [&] {
+      if (counted_waiting) seg->header().waiting.fetch_sub(1, std::memory_order_relaxed);
+      counted_waiting = false;
+    };
+    thread_local uint32_t rotation = 0;
+    for (;;) {
+      const uint32_t n = slot_count(), start = rotation++;
+      for (uint32_t k = 0; k < n; ++k) {
+        if (usable((start + k) % n)) {
+          stop_waiting();
+          return co;
+        }
+      }
+      if (owner_dead.load(std::memory_order_acquire)) {
+        stop_waiting();
+        return with_context(pool_not_available(), session_id);
+      }
+      if (closing()) {
+        stop_waiting();
+        return with_context(
+            make_error(Category::resource_error, "pool_shutting_down", "the pool is shutting down"),
+            session_id);
+      }
+      if (ipc::monotonic_ns() >= deadline) {
+        stop_waiting();
+        seg->header().checkout_timeouts.fetch_add(1, std::memory_order_relaxed);
+        return with_context(
+            make_error(Category::timeout_error, "checkout_timeout", "No workers available")
+                .with("checkout_timeout_ms", std::to_string(timeout.count())),
+            session_id);
+      }
+      if (!counted_waiting) {
+        counted_waiting = true;
+        seg->header().waiting.fetch_add(1, std::memory_order_relaxed);  // the owner's demand signal
+      }
+      ipc::wait_until(
+          seg->header().slots_changed,
+          [&] { return any_idle() || owner_dead.load(std::memory_order_relaxed) || closing(); },
+          deadline, checkout_policy);
+    }
+  }
+
+  void record_session(std::string_view id, int32_t slot, bool failed) {
+    if (id.empty()) return;
+    if (sessions.record(id, ipc::monotonic_ns(), slot, failed) == ipc::Errc::ring_full) {
+      seg->header().session_table_full.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  Expected<Reply> execute(std::string_view session_id, std::string_view command, const Args& args,
+                          const ExecOptions& opt) {
+    if (!session_id.empty() && !ipc::valid_session_id(session_id)) {
+      return count(
+          with_context(make_error(Category::config_error, "invalid_session_id",
+                                  "session ids are 1-64 printable ASCII bytes without spaces"),
+                       {})
+              .with("session_id_length", std::to_string(session_id.size())));
+    }
+    if (owner_dead.load(std::memory_order_acquire)) {
+      return with_context(pool_not_available(), session_id);
+    }
+    const int64_t t0 = ipc::monotonic_ns();
+    const auto checkout_timeout = opt.checkout_timeout.value_or(this->opt.checkout_timeout);
+    const auto op_timeout = opt.operation_timeout.value_or(this->opt.operation_timeout);
+    auto co = checkout(session_id, opt.affinity, t0 + ms_to_ns(checkout_timeout), checkout_timeout);
+    if (!co.ok()) {
+      if (co.error().type != detail::kPoolNotAvailable) {
+        record_session(session_id, -1, true);
+        return count(co.error());
+      }
+      return co.error();
+    }
+    const uint32_t i = co->slot;
+    ipc::SlotData& sd = seg->slot(i);
+    detail::CallSpec spec;
+    spec.id = next_request_id.fetch_add(1, std::memory_order_relaxed);
+    spec.session_id = session_id;
+    spec.command = command;
+    spec.args = args;
+    spec.payload = opt.payload;
+    spec.body = opt.body;
+    spec.deadline_ns = ipc::monotonic_ns() + ms_to_ns(op_timeout);
+    detail::ShmChannel& channel = *channels[i];
+    Expected<Reply> r = channel.call(spec);
+    if (r.ok()) r->own_payload();
+    channel.release_held();
+    sd.last_activity_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
+    seg->header().calls.fetch_add(1, std::memory_order_relaxed);
+    if (r.ok()) {
+      sd.successes.fetch_add(1, std::memory_order_relaxed);
+      ipc::checkin(*seg, i, co->word);
+      record_session(session_id, int32_t(i), false);
+      return r;
+    }
+    sd.errors.fetch_add(1, std::memory_order_relaxed);
+    const pid_t pid = sd.worker_pid.load(std::memory_order_relaxed);
+    if (r.error().type == detail::kPoolNotAvailable) {
+      // The owner is gone; its workers follow. Nobody will restart the slot.
+      return with_context(r.error(), session_id, int(i), pid);
+    }
+    Error e = with_context(r.error(), session_id, int(i), pid);
+    e.with("command", std::string(command));
+    if (detail::worker_must_be_replaced(e)) {
+      // Dead, so nobody checks it out again. The owner kills the worker if
+      // it still runs (it may answer late), reaps it and starts another:
+      // only the owner signals its children, whose pids it alone can trust.
+      ipc::release_as(*seg, i, co->word, ipc::SlotState::dead);
+    } else {
+      ipc::checkin(*seg, i, co->word);
+    }
+    record_session(session_id, int32_t(i), true);
+    return count(std::move(e));
+  }
+};
+
+Client::Client(std::shared_ptr<State> s) : s_(std::move(s)) {}
+Client::~Client() = default;
+
+Expected<std::unique_ptr<Client>> Client::attach(std::string_view pool_name,
+                                                 ClientOptions options) {
+  if (!ipc::valid_pool_name(pool_name)) {
+    return make_error(Category::config_error, "invalid_name",
+                      "a pool name is 1-64 characters of [A-Za-z0-9_.-]")
+        .with("pool_name", std::string(pool_name));
+  }
+  auto s = std::make_shared<State>();
+  s->name = std::string(pool_name);
+  s->opt = options;
+  ipc::SysError err;
+  ipc::Errc rc = ipc::Segment::attach(pool_name, &s->seg, &err);
+  if (rc == ipc::Errc::not_found) {
+    return make_error(Category::resource_error, "unknown_pool", "no pool with this name")
+        .with("pool_name", s->name);
+  }
+  if (rc == ipc::Errc::permission) {
+    return make_error(Category::resource_error, "permission_denied",
+                      "the pool's segment belongs to another user")
+        .with("pool_name", s->name);
+  }
+  if (rc != ipc::Errc::ok) {
+    return make_error(Category::protocol_error, "bad_segment",
+                      "not a shmpool segment of this version")
+        .with("pool_name", s->name)
+        .with("reason", std::string(ipc::errc_name(rc)));
+  }
+  const ipc::SegmentHeader& h = s->seg->header();
+  // The pidfd first, then the liveness check: an owner that dies after this
+  // point is seen by the watcher.
+  s->owner_pidfd = ipc::pidfd_open(h.owner_pid, &err);
+  if ((s->owner_pidfd < 0 && err.errnum == ESRCH) ||
+      detail::owner_liveness(h) != detail::OwnerLiveness::alive) {
+    return s->pool_not_available();
+  }
+  if (s->owner_pidfd < 0) {
+    return make_error(Category::resource_error, "attach_failed", "cannot watch the pool's owner")
+        .with("pool_name", s->name)
+        .with("reason", err.message());
+  }
+  if (h.pool_state.load(std::memory_order_acquire) != uint32_t(ipc::PoolState::ready)) {
+    return make_error(Category::resource_error, std::string(detail::kPoolNotAvailable),
+                      "the pool is starting or shutting down")
+        .with("pool_name", s->name);
+  }
+  s->stop_fd = ::eventfd(0, EFD_CLOEXEC);
+  if (s->stop_fd < 0) {
+    return make_error(Category::resource_error, "attach_failed", "eventfd failed")
+        .with("errno", std::strerror(errno));
+  }
+  // Session-lock and checkout tokens: this process's pid is in the high
+  // half already; the base keeps two Clients in one process apart.
+  static std::atomic<uint32_t> clients{0};
+  s->token_base = (clients.fetch_add(1) + 1) << 20;
+  s->sessions = ipc::SessionTable(s->seg->sessions(), s->seg->geometry().session_capacity,
+                                  &s->seg->header().session_lock, s->token_base);
+  s->policy = detail::to_policy(options.wait, options.spin);
+  s->checkout_policy = s->policy;
+  s->checkout_policy.spin_ns = std::min<int64_t>(s->policy.spin_ns, 2'000);
+  for (uint32_t i = 0; i < s->slot_count(); ++i) {
+    s->channels.push_back(std::make_unique<detail::ShmChannel>(s->seg.get(), i, s->policy));
+    s->channels.back()->set_abandon_flag(&s->owner_dead);
+  }
+  s->watcher = std::thread([st = s.get()] { st->watch_owner(); });
+  return std::unique_ptr<Client>(new Client(std::move(s)));
+}
+
+Expected<Reply> Client::execute_in_session(std::string_view session_id, std::string_view command,
+                                           const Args& args, const ExecOptions& options) {
+  if (session_id.empty()) {
+    return s_->count(s_->with_context(
+        make_error(Category::config_error, "invalid_session_id", "the session id is empty"), {}));
+  }
+  return s_->execute(session_id, command, args, options);
+}
+
+Expected<Reply> Client::execute_anonymous(std::string_view command, const Args& args,
+                                          const ExecOptions& options) {
+  return s_->execute({}, command, args, options);
+}
+
+std::future<Expected<Reply>> Client::submit(std::string session_id, std::string command, Args args,
+                                            ExecOptions options) {
+  auto payload = std::vector<uint8_t>(options.payload.begin(), options.payload.end());
+  auto body = std::vector<uint8_t>(options.body.begin(), options.body.end());
+  // std::async's future joins its thread when destroyed; s_ keeps the
+  // mapping alive for as long as the call runs.
+  return std::async(std::launch::async,
+                    [s = s_, session_id = std::move(session_id), command = std::move(command),
+                     args = std::move(args), options, payload = std::move(payload),
+                     body = std::move(body)]() mutable {
+                      options.payload = payload;
+                      options.body = body;
+                      return s->execute(session_id, command, args, options);
+                    });
+}
+
+Status Client::end_session(std::string_view session_id) {
+  if (!s_->sessions.remove(session_id)) {
+    return s_->with_context(
+        make_error(Category::config_error, "unknown_session", "no such session"), session_id);
+  }
+  return {};
+}
+
+std::optional<SessionInfo> Client::session(std::string_view session_id) const {
+  ipc::SessionSnapshot snap;
+  if (!ipc::valid_session_id(session_id) || !s_->sessions.find(session_id, &snap))
+    return std::nullopt;
+  return detail::session_info(snap);
+}
+
+std::vector<SessionInfo> Client::sessions() const {
+  std::vector<SessionInfo> out;
+  for (auto& s : s_->sessions.list()) out.push_back(detail::session_info(s));
+  return out;
+}
+
+Expected<PoolSnapshot> Client::status() const { return detail::snapshot_of(*s_->seg); }
+
+bool Client::pool_available() const { return !s_->owner_dead.load(std::memory_order_acquire); }
+
+const std::string& Client::name() const { return s_->name; }
+
+}  // namespace shmpool

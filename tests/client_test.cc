@@ -1,0 +1,263 @@
+// shmpool::Client: other processes calling a pool through its segment alone.
+// Every call answered exactly once, exact session counts across processes, a
+// client killed mid-call, the owner killed under its clients.
+#include "shmpool/client.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstdio>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "ipc/segment.h"
+#include "ipc/sys.h"
+#include "shmpool/inspect.h"
+#include "shmpool/pool.h"
+#include "tests/process_support.h"
+#include "tests/test_support.h"
+
+namespace shmpool {
+namespace {
+
+std::string unique_name(const char* tag) {
+  static int n = 0;
+  return std::string("cl-") + tag + "-" + std::to_string(::getpid()) + "-" + std::to_string(++n);
+}
+
+PoolConfig config(const std::string& name, uint32_t size = 2) {
+  PoolConfig c;
+  c.name = name;
+  c.size = size;
+  c.max_overflow = 1;
+  c.handler_modules = {SHMPOOL_TEST_HANDLERS};
+  return c;
+}
+
+test::Child helper(std::vector<std::string> args) {
+  args.insert(args.begin(), SHMPOOL_CLIENT_HELPER);
+  return test::spawn_child(std::move(args));
+}
+
+bool exited_zero(int status) { return WIFEXITED(status) && WEXITSTATUS(status) == 0; }
+
+class ClientTest : public test::LeakCheck {};
+
+// Waits (on the slots_changed doorbell, 10 s at most) until `slot` serves
+// again with a worker other than `old_pid`.
+bool back_in_service(ipc::Segment& seg, uint32_t slot, pid_t old_pid) {
+  const ipc::SlotData& sd = seg.slot(slot);
+  auto ready = [&] {
+    const auto st = ipc::slot_state(sd.state.load(std::memory_order_acquire));
+    return (st == ipc::SlotState::idle || st == ipc::SlotState::busy) &&
+           sd.worker_pid.load(std::memory_order_acquire) != old_pid;
+  };
+  return ipc::wait_until(seg.header().slots_changed, ready, ipc::monotonic_ns() + 10'000'000'000,
+                         ipc::WaitPolicy{ipc::WaitStrategy::block, 0}) == ipc::WaitResult::ready;
+}
+
+// The busy slot (one at most) and its worker's pid.
+std::pair<int, pid_t> busy_slot(const Pool& pool) {
+  for (const auto& w : pool.status().workers)
+    if (w.state == "busy") return {int(w.slot), w.pid};
+  return {-1, 0};
+}
+
+TEST_F(ClientTest, AttachFailuresAreClear) {
+  auto unknown = Client::attach(unique_name("none"));
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_EQ(unknown.error().category, Category::resource_error);
+  EXPECT_EQ(unknown.error().type, "unknown_pool");
+  auto bad = Client::attach("bad name");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().type, "invalid_name");
+}
+
+TEST_F(ClientTest, AClientSharesTheOwnersWorkersAndSessionTable) {
+  auto pool = Pool::start(config(unique_name("share")));
+  ASSERT_TRUE(pool.ok()) << pool.error().to_string();
+  auto client = Client::attach((*pool)->name());
+  ASSERT_TRUE(client.ok()) << client.error().to_string();
+  EXPECT_TRUE((*client)->pool_available());
+  ASSERT_TRUE((*client)->execute_in_session("x", "ping").ok());
+  ASSERT_TRUE((*pool)->execute_in_session("x", "ping").ok());
+  ASSERT_TRUE((*client)->execute_in_session("x", "ping").ok());
+  auto echo = (*client)->execute_anonymous(
+      "echo", make_args([](flexbuffers::Builder& b) { b.String("s", "hi"); }));
+  ASSERT_TRUE(echo.ok()) << echo.error().to_string();
+  EXPECT_EQ(echo->json(), R"({"s":"hi"})");
+  auto fut = (*client)->submit("y", "whoami");
+  auto who = fut.get();
+  ASSERT_TRUE(who.ok()) << who.error().to_string();
+  EXPECT_EQ(who->value().AsMap()["session_id"].AsString().str(), "y");
+
+  EXPECT_EQ((*pool)->session("x")->operations, 3u);
+  EXPECT_EQ((*client)->session("x")->operations, 3u);
+  EXPECT_EQ((*client)->sessions().size(), 2u);
+  auto bad = (*client)->execute_anonymous("no_such_command");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_EQ(bad.error().category, Category::handler_error);
+  EXPECT_EQ(bad.error().context.at("pool_name"), (*pool)->name());
+  ASSERT_TRUE((*client)->end_session("x").ok());
+  EXPECT_FALSE((*pool)->session("x"));
+  EXPECT_EQ((*client)->end_session("x").error().type, "unknown_session");
+  auto st = (*client)->status();
+  ASSERT_TRUE(st.ok());
+  EXPECT_EQ(st->owner_pid, ::getpid());
+  EXPECT_EQ(st->calls, 6u);  // 4 + whoami + the failed one
+  EXPECT_EQ(st->errors_by_category["handler_error"], 1u);
+}
+
+// Two and four client processes plus the owner's threads on one pool: every
+// call answered (each helper checks each reply), session counts exact.
+void hammer(uint32_t clients) {
+  auto pool = Pool::start(config(unique_name("hammer")));
+  ASSERT_TRUE(pool.ok()) << pool.error().to_string();
+  constexpr int kCalls = 200;
+  std::vector<test::Child> children;
+  for (uint32_t j = 0; j < clients; ++j) {
+    children.push_back(
+        helper({(*pool)->name(), "calls", "c" + std::to_string(j), std::to_string(kCalls)}));
+  }
+  std::vector<std::thread> owners;
+  std::atomic<int> owner_ok{0};
+  for (int t = 0; t < 2; ++t) {
+    owners.emplace_back([&] {
+      for (int k = 0; k < kCalls; ++k)
+        owner_ok += (*pool)->execute_in_session("owner", "ping").ok();
+    });
+  }
+  for (auto& t : owners) t.join();
+  for (uint32_t j = 0; j < clients; ++j) {
+    const std::string line = children[j].read_line();
+    EXPECT_EQ(line, "OK " + std::to_string(kCalls)) << "client " << j;
+    EXPECT_TRUE(exited_zero(children[j].wait())) << "client " << j;
+  }
+  EXPECT_EQ(owner_ok.load(), 2 * kCalls);
+  for (uint32_t j = 0; j < clients; ++j) {
+    auto s = (*pool)->session("c" + std::to_string(j));
+    ASSERT_TRUE(s);
+    EXPECT_EQ(s->operations, uint64_t(kCalls));
+    EXPECT_EQ(s->errors, 0u);
+  }
+  EXPECT_EQ((*pool)->session("owner")->operations, uint64_t(2 * kCalls));
+  EXPECT_EQ((*pool)->status().calls, uint64_t(kCalls) * (clients + 2));
+}
+
+TEST_F(ClientTest, TwoClientProcessesAndTheOwnerHammerOnePool) { hammer(2); }
+TEST_F(ClientTest, FourClientProcessesAndTheOwnerHammerOnePool) { hammer(4); }
+
+TEST_F(ClientTest, AClientKilledMidCallLosesItsWorkerAndTheOthersGoOn) {
+  test::LogWatch log;
+  PoolConfig c = config(unique_name("kill"));
+  c.log = log.callback();
+  auto pool = Pool::start(c);
+  ASSERT_TRUE(pool.ok()) << pool.error().to_string();
+  test::Child holder = helper({(*pool)->name(), "hold", "doomed"});
+  ASSERT_EQ(holder.read_line(), "CALLING");
+  ASSERT_TRUE(log.wait_for_line("BLOCKING")) << "the call reached the worker";
+
+  std::unique_ptr<ipc::Segment> seg;
+  ASSERT_EQ(ipc::Segment::attach((*pool)->name(), &seg), ipc::Errc::ok);
+  const auto [victim, victim_pid] = busy_slot(**pool);
+  ASSERT_GE(victim, 0);
+  ASSERT_EQ(::kill(holder.pid, SIGKILL), 0);
+  const auto killed = std::chrono::steady_clock::now();
+  holder.wait();
+  // Another client keeps working meanwhile.
+  test::Child other = helper({(*pool)->name(), "calls", "other", "50"});
+  // The owner takes the slot back and replaces the worker that was serving
+  // nobody: the slot is usable again with a new worker.
+  const bool back = back_in_service(*seg, uint32_t(victim), victim_pid);
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - killed).count();
+  ASSERT_TRUE(back) << "the dead client's slot never came back";
+  std::printf("slot back %.1f ms after its client was killed\n", ms);
+  EXPECT_LT(ms, 1000.0);
+  EXPECT_EQ(other.read_line(), "OK 50");
+  EXPECT_TRUE(exited_zero(other.wait()));
+  const PoolStatus st = (*pool)->status();
+  EXPECT_EQ(st.reclaimed_from_dead_clients, 1u);
+  EXPECT_TRUE((*pool)->execute_anonymous("ping").ok());
+}
+
+TEST_F(ClientTest, AClientsOperationTimeoutHasTheOwnerReplaceTheWorker) {
+  test::LogWatch log;
+  PoolConfig c = config(unique_name("timeout"));
+  c.log = log.callback();
+  auto pool = Pool::start(c);
+  ASSERT_TRUE(pool.ok()) << pool.error().to_string();
+  auto client = Client::attach((*pool)->name());
+  ASSERT_TRUE(client.ok()) << client.error().to_string();
+  std::unique_ptr<ipc::Segment> seg;
+  ASSERT_EQ(ipc::Segment::attach((*pool)->name(), &seg), ipc::Errc::ok);
+  ExecOptions short_op;
+  short_op.operation_timeout = std::chrono::milliseconds(300);
+  auto r = (*client)->execute_in_session("slow", "announce_and_block", empty_args(), short_op);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().type, "operation_timeout") << r.error().to_string();
+  ASSERT_TRUE(log.wait_for_line("BLOCKING"));
+  const uint32_t slot = uint32_t(std::stoul(r.error().context.at("slot")));
+  const pid_t pid = pid_t(std::stol(r.error().context.at("worker_pid")));
+  // The client gave the slot up as dead; the owner kills the worker that
+  // still blocks (clients never signal the owner's children) and restarts it.
+  EXPECT_TRUE(back_in_service(*seg, slot, pid)) << "the owner never replaced the worker";
+  EXPECT_TRUE((*client)->execute_in_session("slow", "ping").ok());
+  EXPECT_EQ((*pool)->session("slow")->errors, 1u);
+}
+
+TEST_F(ClientTest, TheOwnerKilledFailsWaitingAndNewCallsWithPoolNotAvailable) {
+  const std::string name = unique_name("owner");
+  test::Child owner = test::spawn_child({SHMPOOL_OWNER_HELPER, name, SHMPOOL_TEST_HANDLERS});
+  const std::string ready = owner.read_line();
+  int w1 = 0, w2 = 0;
+  ASSERT_EQ(std::sscanf(ready.c_str(), "READY %d %d", &w1, &w2), 2) << ready;
+  ipc::SysError err;
+  const int fd1 = ipc::pidfd_open(w1, &err), fd2 = ipc::pidfd_open(w2, &err);
+  ASSERT_GE(fd1, 0);
+  ASSERT_GE(fd2, 0);
+  {
+    auto client = Client::attach(name);
+    ASSERT_TRUE(client.ok()) << client.error().to_string();
+    // A call that would wait forever; the owner dies under it.
+    auto blocked = (*client)->submit("s", "announce_and_block");
+    std::string line;
+    do {
+      line = owner.read_line();  // the owner forwards its workers' output
+    } while (!line.empty() && line.rfind("LOG BLOCKING", 0) != 0);
+    ASSERT_FALSE(line.empty()) << "the blocking call never reached a worker";
+    ASSERT_TRUE((*client)->execute_anonymous("ping").ok()) << "the other worker still answers";
+    ASSERT_EQ(::kill(owner.pid, SIGKILL), 0);
+    const auto killed = std::chrono::steady_clock::now();
+    owner.wait();
+    ASSERT_EQ(blocked.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    const double ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - killed)
+            .count();
+    auto r = blocked.get();
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().category, Category::resource_error);
+    EXPECT_EQ(r.error().type, "pool_not_available") << r.error().to_string();
+    std::printf("waiting call failed %.1f ms after the owner was killed\n", ms);
+    EXPECT_FALSE((*client)->pool_available());
+    auto next = (*client)->execute_in_session("s", "ping");
+    ASSERT_FALSE(next.ok());
+    EXPECT_EQ(next.error().type, "pool_not_available");
+    // Attaching now is refused the same way.
+    auto late = Client::attach(name);
+    ASSERT_FALSE(late.ok());
+    EXPECT_EQ(late.error().type, "pool_not_available");
+  }
+  const int64_t deadline = ipc::monotonic_ns() + 10'000'000'000;
+  EXPECT_TRUE(test::wait_exit(fd1, deadline) && test::wait_exit(fd2, deadline))
+      << "workers outlived their owner";
+  auto removed = remove_stale_pools({name});
+  EXPECT_EQ(removed.size(), 1u);
+}
+
+}  // namespace
+}  // namespace shmpool

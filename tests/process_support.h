@@ -1,0 +1,58 @@
+// process_support.h: included by every multi-process test binary.
+// WarmUp starts one worker before any test, so process-wide state (the
+// child-watch thread and its descriptors) exists before the leak probe first
+// counts. LogWatch collects worker output lines and waits for one.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "shmpool/worker.h"
+
+namespace shmpool::test {
+
+class WarmUp : public ::testing::Environment {
+ public:
+  void SetUp() override {
+    WorkerOptions o;
+    o.handler_modules = {SHMPOOL_TEST_HANDLERS};
+    o.startup_timeout = std::chrono::seconds(30);
+    auto w = Worker::start(o);
+    if (!w.ok()) {
+      // Fatal, not a skip: every test needs a working worker.
+      std::fprintf(stderr, "cannot start a worker: %s\n", w.error().to_string().c_str());
+      std::exit(1);
+    }
+  }
+};
+inline const auto* const kWarmUp = ::testing::AddGlobalTestEnvironment(new WarmUp);
+
+// Collects worker log lines; wait_for_line() blocks until one starts with a prefix.
+struct LogWatch {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> lines;
+  LogCallback callback() {
+    return [this](const LogLine& l) {
+      std::lock_guard lock(mu);
+      lines.emplace_back(l.text);
+      cv.notify_all();
+    };
+  }
+  bool wait_for_line(const std::string& prefix, size_t count = 1) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(30), [&] {
+      size_t n = 0;
+      for (auto& l : lines) n += l.rfind(prefix, 0) == 0;
+      return n >= count;
+    });
+  }
+};
+
+}  // namespace shmpool::test
