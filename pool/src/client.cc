@@ -130,11 +130,15 @@ struct Client::State {
       if (counted_waiting) seg->header().waiting.fetch_sub(1, std::memory_order_relaxed);
       counted_waiting = false;
     };
-    thread_local uint32_t rotation = 0;
+    // This thread's last slot first, as the owner does: with few callers
+    // the same workers stay hot (still polling) instead of each going to
+    // sleep on its futex between calls. Then the others, rotating.
+    thread_local uint32_t last_slot = 0, rotation = 0;
     for (;;) {
       const uint32_t n = slot_count(), start = rotation++;
-      for (uint32_t k = 0; k < n; ++k) {
-        if (usable((start + k) % n)) {
+      for (uint32_t k = 0; k <= n; ++k) {
+        if (usable(k == 0 ? last_slot % n : (start + k) % n)) {
+          last_slot = co.slot;
           stop_waiting();
           return co;
         }
