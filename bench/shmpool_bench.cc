@@ -7,6 +7,10 @@
 //   --benchmark_out_format=json shmpool_bench --demo                     headline cases and a
 //   comparison table
 #include <benchmark/benchmark.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -23,6 +27,7 @@
 
 #include "ipc/segment.h"
 #include "ipc/slot_table.h"
+#include "shmpool/client.h"
 #include "shmpool/pool.h"
 #include "shmpool/worker.h"
 
@@ -231,6 +236,53 @@ shmpool::Pool& shm_pool() {
   return *pool;
 }
 
+// The same pool served by another process (`shmpool serve`) and called
+// through a Client: the cross-process path, same size and wait strategy.
+struct ServedPool {
+  pid_t pid = -1;
+  std::unique_ptr<shmpool::Client> client;
+  ServedPool() {
+    const std::string name = "bench-served-" + std::to_string(::getpid());
+    const std::string size = std::to_string(kPoolSize);
+    int fds[2];
+    if (::pipe2(fds, O_CLOEXEC) != 0) std::exit(1);
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_adddup2(&fa, fds[1], 1);
+    const char* argv[] = {SHMPOOL_CLI,  "serve",          "--name", name.c_str(), "--size",
+                          size.c_str(), "--max-overflow", "0",      nullptr};
+    if (posix_spawn(&pid, SHMPOOL_CLI, &fa, nullptr, const_cast<char**>(argv), environ) != 0) {
+      std::fprintf(stderr, "cannot start %s serve\n", SHMPOOL_CLI);
+      std::exit(1);
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    ::close(fds[1]);
+    char line[256] = {};
+    FILE* out = ::fdopen(fds[0], "r");
+    const bool ready = std::fgets(line, sizeof line, out) && std::strstr(line, "serving pool");
+    std::fclose(out);
+    auto c = ready ? shmpool::Client::attach(name)
+                   : shmpool::Expected<std::unique_ptr<shmpool::Client>>(shmpool::make_error(
+                         shmpool::Category::worker_error, "serve_failed", line));
+    if (!c.ok()) {
+      std::fprintf(stderr, "cannot attach: %s\n", c.error().to_string().c_str());
+      std::exit(1);
+    }
+    client = std::move(c.value());
+  }
+  ~ServedPool() {
+    client.reset();
+    ::kill(pid, SIGTERM);
+    int status;
+    ::waitpid(pid, &status, 0);
+  }
+};
+
+ServedPool& served_pool() {
+  static ServedPool pool;
+  return pool;
+}
+
 PipeJsonPool& pipe_pool() {
   static PipeJsonPool pool(kPoolSize);
   return pool;
@@ -245,6 +297,17 @@ void BM_PoolPing(benchmark::State& state) {
   const Transport t = transport_of(state);
   timed_calls(state, [&] {
     auto r = pool_ping(t);
+    if (!r.ok()) return fail(state, r.error());
+    return r->value().AsMap()["pong"].AsBool();
+  });
+}
+
+// BM_PoolPing's call from a second process: checkout, rings and checkin
+// through the shared segment alone.
+void BM_ClientPing(benchmark::State& state) {
+  shmpool::Client& client = *served_pool().client;
+  timed_calls(state, [&] {
+    auto r = client.execute_anonymous("ping");
     if (!r.ok()) return fail(state, r.error());
     return r->value().AsMap()["pong"].AsBool();
   });
@@ -322,6 +385,7 @@ BENCHMARK(BM_SmallArgs)->Apply(transports)->UseManualTime();
 BENCHMARK(BM_PayloadToPython)->Apply(payload_sizes)->UseManualTime();
 BENCHMARK(BM_PayloadEcho)->Apply(payload_sizes)->UseManualTime();
 BENCHMARK(BM_PoolPing)->Apply(transports)->UseManualTime();
+BENCHMARK(BM_ClientPing)->UseManualTime();
 BENCHMARK(BM_PoolThroughput)->Apply(transports)->Threads(4)->Threads(16)->UseRealTime();
 BENCHMARK(BM_CheckoutCheckin);
 BENCHMARK(BM_WorkerStartup)
@@ -399,11 +463,23 @@ class TableReporter : public benchmark::ConsoleReporter {
       std::printf("| %s | %.0f | %.0f | %.1fx |\n", key.c_str(), shm->second.items_per_s,
                   pipe->second.items_per_s, shm->second.items_per_s / pipe->second.items_per_s);
     }
+    if (rows.count("BM_ClientPing") && rows.count("BM_PoolPing") &&
+        rows.at("BM_PoolPing").count("shm")) {
+      const Row& own = rows.at("BM_PoolPing").at("shm");
+      const Row& other = rows.at("BM_ClientPing").begin()->second;
+      std::printf(
+          "\n| pool ping over shm | p50 (us) | p99 (us) |\n|---|---:|---:|\n"
+          "| from the owner process | %.2f | %.2f |\n"
+          "| from another process (Client) | %.2f | %.2f |\n"
+          "| other / owner | %.2fx | %.2fx |\n",
+          own.p50, own.p99, other.p50, other.p99, own.p50 > 0 ? other.p50 / own.p50 : 0.0,
+          own.p99 > 0 ? other.p99 / own.p99 : 0.0);
+    }
     header = false;
     for (const auto& key : order) {
       const auto& m = rows.at(key);
       for (const auto& [transport, row] : m) {
-        if (row.p50 != 0 || row.items_per_s != 0) continue;
+        if (row.p50 != 0 || row.items_per_s != 0 || key == "BM_ClientPing") continue;
         if (!header) {
           std::printf("\n| other | mean |\n|---|---:|\n");
           header = true;
@@ -431,7 +507,8 @@ int main(int argc, char** argv) {
   }
   if (demo) {
     filter_arg =
-        "--benchmark_filter=BM_Ping|BM_SmallArgs|BM_PayloadToPython|BM_PoolPing|BM_PoolThroughput|"
+        "--benchmark_filter=BM_Ping|BM_SmallArgs|BM_PayloadToPython|BM_PoolPing|BM_ClientPing|"
+        "BM_PoolThroughput|"
         "BM_CheckoutCheckin|BM_WorkerStartup";
     args.push_back(filter_arg.data());
   }
