@@ -90,7 +90,8 @@ void SessionTable::lock() {
 
 void SessionTable::unlock() { lock_->store(0, std::memory_order_release); }  // pairs with lock()
 
-SessionEntry* SessionTable::insert_locked(std::string_view id, int64_t now_ns, Errc* err) {
+SessionEntry* SessionTable::insert_locked(std::string_view id, int64_t now_ns, Errc* err,
+                                          bool* created) {
   const uint64_t start = home(id);
   SessionEntry* free_entry = nullptr;
   for (uint64_t i = 0; i < capacity_; ++i) {
@@ -124,6 +125,7 @@ SessionEntry* SessionTable::insert_locked(std::string_view id, int64_t now_ns, E
   uint64_t w = e.state.load(std::memory_order_relaxed);
   e.state.store(next_word(w, SessionState::active),
                 std::memory_order_release);  // pairs with find_pinned
+  if (created) *created = true;
   return &e;
 }
 
@@ -141,14 +143,16 @@ Errc SessionTable::touch(std::string_view id, int64_t now_ns) {
   return err;
 }
 
-Errc SessionTable::record(std::string_view id, int64_t now_ns, int32_t slot, bool failed) {
+Errc SessionTable::record(std::string_view id, int64_t now_ns, int32_t slot, bool failed,
+                          bool* created) {
+  if (created) *created = false;
   if (!valid_session_id(id)) return Errc::bad_name;
   if (capacity_ == 0) return Errc::ring_full;
   SessionEntry* e = find_pinned(id);
   if (!e) {
     lock();
     Errc err = Errc::ok;
-    e = insert_locked(id, now_ns, &err);
+    e = insert_locked(id, now_ns, &err, created);
     if (e) e->pins.fetch_add(1, std::memory_order_acq_rel);  // pinned before the lock is released
     unlock();
     if (!e) return err;
@@ -204,7 +208,7 @@ bool SessionTable::remove(std::string_view id) {
   return found;
 }
 
-uint32_t SessionTable::expire(int64_t now_ns, int64_t ttl_ns) {
+uint32_t SessionTable::expire(int64_t now_ns, int64_t ttl_ns, std::vector<std::string>* expired) {
   if (capacity_ == 0) return 0;
   lock();
   uint32_t removed = 0;
@@ -214,6 +218,7 @@ uint32_t SessionTable::expire(int64_t now_ns, int64_t ttl_ns) {
     if (state_of(w) == uint64_t(SessionState::active) &&
         e.last_activity_ns.load(std::memory_order_relaxed) < now_ns - ttl_ns) {
       e.state.store(next_word(w, SessionState::tombstone), std::memory_order_release);
+      if (expired) expired->push_back(read_id(e));
       ++removed;
     }
   }

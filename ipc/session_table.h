@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -86,15 +87,18 @@ class SessionTable {
   // Counts one call on `id` (creating the entry at `now_ns` if needed):
   // operations+1, errors+(failed), last activity = now, last slot = slot.
   // Errc::ring_full if the table is full; Errc::bad_name for an invalid id.
-  Errc record(std::string_view id, int64_t now_ns, int32_t slot, bool failed);
+  // *created (if given) says whether this call created the entry.
+  Errc record(std::string_view id, int64_t now_ns, int32_t slot, bool failed,
+              bool* created = nullptr);
   // Creates the entry if missing (no call counted).
   Errc touch(std::string_view id, int64_t now_ns);
   bool find(std::string_view id, SessionSnapshot* out) const;
   // The slot that served `id` last, or -1.
   int32_t last_slot(std::string_view id) const;
   bool remove(std::string_view id);
-  // Removes sessions idle since before now - ttl. Returns how many.
-  uint32_t expire(int64_t now_ns, int64_t ttl_ns);
+  // Removes sessions idle since before now - ttl. Returns how many, and
+  // their ids in *expired if given.
+  uint32_t expire(int64_t now_ns, int64_t ttl_ns, std::vector<std::string>* expired = nullptr);
   std::vector<SessionSnapshot> list() const;
   uint32_t active_count() const;
 
@@ -103,7 +107,8 @@ class SessionTable {
   uint64_t home(std::string_view id) const;
   // Lock-free lookup: the active entry holding `id`, pinned; or null.
   SessionEntry* find_pinned(std::string_view id) const;
-  SessionEntry* insert_locked(std::string_view id, int64_t now_ns, Errc* err);
+  SessionEntry* insert_locked(std::string_view id, int64_t now_ns, Errc* err,
+                              bool* created = nullptr);
   void lock();
   void unlock();
   static bool id_equals(const SessionEntry& e, std::string_view id);

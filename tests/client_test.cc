@@ -153,8 +153,10 @@ TEST_F(ClientTest, FourClientProcessesAndTheOwnerHammerOnePool) { hammer(4); }
 
 TEST_F(ClientTest, AClientKilledMidCallLosesItsWorkerAndTheOthersGoOn) {
   test::LogWatch log;
+  test::EventLog events;
   PoolConfig c = config(unique_name("kill"));
   c.log = log.callback();
+  c.on_event = events.callback();
   auto pool = Pool::start(c);
   ASSERT_TRUE(pool.ok()) << pool.error().to_string();
   test::Child holder = helper({(*pool)->name(), "hold", "doomed"});
@@ -165,6 +167,7 @@ TEST_F(ClientTest, AClientKilledMidCallLosesItsWorkerAndTheOthersGoOn) {
   ASSERT_EQ(ipc::Segment::attach((*pool)->name(), &seg), ipc::Errc::ok);
   const auto [victim, victim_pid] = busy_slot(**pool);
   ASSERT_GE(victim, 0);
+  const pid_t holder_pid = holder.pid;
   ASSERT_EQ(::kill(holder.pid, SIGKILL), 0);
   const auto killed = std::chrono::steady_clock::now();
   holder.wait();
@@ -182,6 +185,10 @@ TEST_F(ClientTest, AClientKilledMidCallLosesItsWorkerAndTheOthersGoOn) {
   EXPECT_TRUE(exited_zero(other.wait()));
   const PoolStatus st = (*pool)->status();
   EXPECT_EQ(st.reclaimed_from_dead_clients, 1u);
+  auto reclaimed = events.of(PoolEvent::Kind::client_slot_reclaimed);
+  ASSERT_EQ(reclaimed.size(), 1u);
+  EXPECT_EQ(reclaimed[0].slot, victim);
+  EXPECT_EQ(reclaimed[0].detail, std::to_string(holder_pid));
   EXPECT_TRUE((*pool)->execute_anonymous("ping").ok());
 }
 
@@ -191,7 +198,10 @@ TEST_F(ClientTest, AClientsOperationTimeoutHasTheOwnerReplaceTheWorker) {
   c.log = log.callback();
   auto pool = Pool::start(c);
   ASSERT_TRUE(pool.ok()) << pool.error().to_string();
-  auto client = Client::attach((*pool)->name());
+  test::EventLog client_events;
+  ClientOptions co;
+  co.on_event = client_events.callback();
+  auto client = Client::attach((*pool)->name(), co);
   ASSERT_TRUE(client.ok()) << client.error().to_string();
   std::unique_ptr<ipc::Segment> seg;
   ASSERT_EQ(ipc::Segment::attach((*pool)->name(), &seg), ipc::Errc::ok);
@@ -208,6 +218,11 @@ TEST_F(ClientTest, AClientsOperationTimeoutHasTheOwnerReplaceTheWorker) {
   EXPECT_TRUE(back_in_service(*seg, slot, pid)) << "the owner never replaced the worker";
   EXPECT_TRUE((*client)->execute_in_session("slow", "ping").ok());
   EXPECT_EQ((*pool)->session("slow")->errors, 1u);
+  auto timed_out = client_events.of(PoolEvent::Kind::call_timed_out);
+  ASSERT_EQ(timed_out.size(), 1u);
+  EXPECT_EQ(timed_out[0].session_id, "slow");
+  EXPECT_EQ(timed_out[0].pid, pid);
+  ASSERT_EQ(client_events.of(PoolEvent::Kind::session_created).size(), 1u);
 }
 
 TEST_F(ClientTest, TheOwnerKilledFailsWaitingAndNewCallsWithPoolNotAvailable) {
@@ -221,7 +236,10 @@ TEST_F(ClientTest, TheOwnerKilledFailsWaitingAndNewCallsWithPoolNotAvailable) {
   ASSERT_GE(fd1, 0);
   ASSERT_GE(fd2, 0);
   {
-    auto client = Client::attach(name);
+    test::EventLog client_events;
+    ClientOptions co;
+    co.on_event = client_events.callback();
+    auto client = Client::attach(name, co);
     ASSERT_TRUE(client.ok()) << client.error().to_string();
     // A call that would wait forever; the owner dies under it.
     auto blocked = (*client)->submit("s", "announce_and_block");
@@ -244,6 +262,7 @@ TEST_F(ClientTest, TheOwnerKilledFailsWaitingAndNewCallsWithPoolNotAvailable) {
     EXPECT_EQ(r.error().type, "pool_not_available") << r.error().to_string();
     std::printf("waiting call failed %.1f ms after the owner was killed\n", ms);
     EXPECT_FALSE((*client)->pool_available());
+    ASSERT_TRUE(client_events.wait_for(PoolEvent::Kind::pool_lost));
     auto next = (*client)->execute_in_session("s", "ping");
     ASSERT_FALSE(next.ok());
     EXPECT_EQ(next.error().type, "pool_not_available");

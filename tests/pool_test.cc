@@ -562,6 +562,69 @@ TEST_F(PoolTest, WorkersDieWithTheirOwnerAndANewOwnerReclaimsTheName) {
 namespace shmpool {
 namespace {
 
+TEST_F(PoolTest, EventsReportWorkersTimeoutsAndSessions) {
+  using Kind = PoolEvent::Kind;
+  test::EventLog events;
+  auto fake_now = std::make_shared<std::atomic<int64_t>>(1'000'000'000);
+  PoolConfig c = config("events", 1, 0);
+  c.on_event = events.callback();
+  c.session_ttl = std::chrono::seconds(60);
+  c.clock = [fake_now] { return fake_now->load(); };
+  auto pool = start(c);
+  ASSERT_TRUE(pool);
+  ASSERT_TRUE(events.wait_for(Kind::worker_started));
+  const auto started = events.of(Kind::worker_started);
+  ASSERT_EQ(started.size(), 1u);
+  EXPECT_EQ(started[0].slot, 0);
+  EXPECT_EQ(started[0].pid, pool->status().workers[0].pid);
+
+  // A session is created once, however many calls it gets.
+  ASSERT_TRUE(pool->execute_in_session("s", "ping").ok());
+  ASSERT_TRUE(pool->execute_in_session("s", "ping").ok());
+  auto created = events.of(Kind::session_created);
+  ASSERT_EQ(created.size(), 1u);
+  EXPECT_EQ(created[0].session_id, "s");
+
+  // An operation timeout: the event, then the worker's death and restart.
+  ExecOptions short_op;
+  short_op.operation_timeout = std::chrono::milliseconds(300);
+  const pid_t first = pool->status().workers[0].pid;
+  auto r = pool->execute_in_session("s", "announce_and_block", empty_args(), short_op);
+  ASSERT_FALSE(r.ok());
+  auto timed_out = events.of(Kind::call_timed_out);
+  ASSERT_EQ(timed_out.size(), 1u);
+  EXPECT_EQ(timed_out[0].detail, "operation_timeout");
+  EXPECT_EQ(timed_out[0].session_id, "s");
+  EXPECT_EQ(timed_out[0].pid, first);
+  ASSERT_TRUE(events.wait_for(Kind::worker_restarted));
+  auto died = events.of(Kind::worker_died);
+  ASSERT_EQ(died.size(), 1u);
+  EXPECT_EQ(died[0].pid, first);
+  EXPECT_NE(died[0].detail.find("SIGKILL"), std::string::npos) << died[0].detail;
+  EXPECT_NE(events.of(Kind::worker_restarted)[0].pid, first);
+
+  // A worker that exits by itself.
+  ASSERT_TRUE(pool->execute_anonymous("ping").ok());
+  (void)pool->execute_anonymous("exit_now",
+                                make_args([](flexbuffers::Builder& b) { b.Int("code", 7); }));
+  ASSERT_TRUE(events.wait_for(Kind::worker_restarted, 2));
+  died = events.of(Kind::worker_died);
+  ASSERT_EQ(died.size(), 2u);
+  EXPECT_NE(died[1].detail.find("code 7"), std::string::npos) << died[1].detail;
+
+  // Sessions ended and expired.
+  ASSERT_TRUE(pool->execute_in_session("old", "ping").ok());
+  ASSERT_TRUE(pool->end_session("s").ok());
+  fake_now->fetch_add(61'000'000'000);
+  EXPECT_EQ(pool->cleanup_sessions(), 1u);
+  auto ended = events.of(Kind::session_ended), expired = events.of(Kind::session_expired);
+  ASSERT_EQ(ended.size(), 1u);
+  EXPECT_EQ(ended[0].session_id, "s");
+  ASSERT_EQ(expired.size(), 1u);
+  EXPECT_EQ(expired[0].session_id, "old");
+  EXPECT_EQ(event_kind_name(Kind::session_expired), "session_expired");
+}
+
 TEST_F(PoolTest, WorkersAreRecycledAfterMaxCalls) {
   PoolConfig c = config("recycle-calls", 1, 0);
   c.max_calls_per_worker = 2;

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "shmpool/pool.h"
 #include "shmpool/worker.h"
 
 namespace shmpool::test {
@@ -50,6 +51,35 @@ struct LogWatch {
     return cv.wait_for(lock, std::chrono::seconds(30), [&] {
       size_t n = 0;
       for (auto& l : lines) n += l.rfind(prefix, 0) == 0;
+      return n >= count;
+    });
+  }
+};
+
+// Collects PoolEvents; wait_for() blocks (30 s at most) until enough of a kind arrived.
+struct EventLog {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<PoolEvent> events;
+  EventCallback callback() {
+    return [this](const PoolEvent& e) {
+      std::lock_guard lock(mu);
+      events.push_back(e);
+      cv.notify_all();
+    };
+  }
+  std::vector<PoolEvent> of(PoolEvent::Kind kind) {
+    std::lock_guard lock(mu);
+    std::vector<PoolEvent> out;
+    for (auto& e : events)
+      if (e.kind == kind) out.push_back(e);
+    return out;
+  }
+  bool wait_for(PoolEvent::Kind kind, size_t count = 1) {
+    std::unique_lock lock(mu);
+    return cv.wait_for(lock, std::chrono::seconds(30), [&] {
+      size_t n = 0;
+      for (auto& e : events) n += e.kind == kind;
       return n >= count;
     });
   }

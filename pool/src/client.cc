@@ -65,6 +65,20 @@ struct Client::State {
     owner_dead.store(true, std::memory_order_release);
     for (uint32_t i = 0; i < slot_count(); ++i) seg->slot(i).response.data.ring();
     seg->header().slots_changed.ring();
+    emit({PoolEvent::Kind::pool_lost,
+          ipc::monotonic_ns(),
+          -1,
+          0,
+          {},
+          "owner " + std::to_string(seg->header().owner_pid) + " died"});
+  }
+
+  void emit(PoolEvent e) const {
+    if (!opt.on_event) return;
+    try {
+      opt.on_event(e);
+    } catch (...) {  // the host's callback must not break the client
+    }
   }
 
   Error pool_not_available() const {
@@ -89,6 +103,7 @@ struct Client::State {
 
   Error count(Error e) {
     seg->header().errors_by_category[int(e.category)].fetch_add(1, std::memory_order_relaxed);
+    if (opt.on_event && e.category == Category::timeout_error) emit(detail::timeout_event(e));
     return e;
   }
 
@@ -174,8 +189,12 @@ struct Client::State {
 
   void record_session(std::string_view id, int32_t slot, bool failed) {
     if (id.empty()) return;
-    if (sessions.record(id, ipc::monotonic_ns(), slot, failed) == ipc::Errc::ring_full) {
+    bool created = false;
+    if (sessions.record(id, ipc::monotonic_ns(), slot, failed, &created) == ipc::Errc::ring_full) {
       seg->header().session_table_full.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (created) {
+      emit({PoolEvent::Kind::session_created, ipc::monotonic_ns(), slot, 0, std::string(id), {}});
     }
   }
 
@@ -350,6 +369,8 @@ Status Client::end_session(std::string_view session_id) {
     return s_->with_context(
         make_error(Category::config_error, "unknown_session", "no such session"), session_id);
   }
+  s_->emit(
+      {PoolEvent::Kind::session_ended, ipc::monotonic_ns(), -1, 0, std::string(session_id), {}});
   return {};
 }
 

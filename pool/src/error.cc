@@ -3,6 +3,8 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "shmpool/pool.h"
+
 namespace shmpool {
 
 std::string_view category_name(Category c) {
@@ -49,6 +51,32 @@ std::string Error::to_string() const {
 void abort_with_error(const Error& e) {
   std::fprintf(stderr, "shmpool: value() called on an error: %s\n", e.to_string().c_str());
   std::abort();
+}
+
+std::string_view event_kind_name(PoolEvent::Kind k) {
+  switch (k) {
+    case PoolEvent::Kind::worker_started:
+      return "worker_started";
+    case PoolEvent::Kind::worker_restarted:
+      return "worker_restarted";
+    case PoolEvent::Kind::worker_died:
+      return "worker_died";
+    case PoolEvent::Kind::worker_retired:
+      return "worker_retired";
+    case PoolEvent::Kind::call_timed_out:
+      return "call_timed_out";
+    case PoolEvent::Kind::session_created:
+      return "session_created";
+    case PoolEvent::Kind::session_ended:
+      return "session_ended";
+    case PoolEvent::Kind::session_expired:
+      return "session_expired";
+    case PoolEvent::Kind::client_slot_reclaimed:
+      return "client_slot_reclaimed";
+    case PoolEvent::Kind::pool_lost:
+      return "pool_lost";
+  }
+  return "unknown";
 }
 
 }  // namespace shmpool

@@ -66,6 +66,7 @@ struct SlotRuntime {
   std::atomic<uint64_t> recycled{0};  // supervisor writes; status() reads
   bool starting = false;              // a starter thread owns the slot
   uint64_t orphan_word = 0;           // busy word last seen held by a dead process
+  bool ever_started = false;          // a worker has been ready in this slot before
   int64_t started_ns = 0;
   uint64_t checkouts_at_start = 0;
 };
@@ -93,6 +94,8 @@ struct Pool::State {
     EventKind kind;
     uint32_t slot = 0;
     std::optional<Error> error;
+    std::string exit = {};  // exited: how ("killed by SIGKILL", ...)
+    pid_t pid = 0;          // exited: which worker
   };
   std::mutex mu;
   std::condition_variable cv;
@@ -201,7 +204,8 @@ struct Pool::State {
     spec.log = cfg.log;
     spec.slot = int(i);
     spec.args = detail::shm_worker_args(cfg.name, i, cfg.wait, cfg.spin, cfg.handler_modules);
-    spec.on_exit = [this, i](const detail::ExitInfo&) {
+    spec.on_exit = [this, i](const detail::ExitInfo& info) {
+      const pid_t pid = seg->slot(i).worker_pid.load(std::memory_order_relaxed);
       // Counted here, before the caller can see the death: an unexpected
       // exit of a worker that had started (not retiring, not shutting down).
       const auto before = state_of(i);
@@ -218,7 +222,7 @@ struct Pool::State {
                          ipc::state_bit(ipc::SlotState::idle) |
                          ipc::state_bit(ipc::SlotState::retiring),
                      ipc::SlotState::dead);
-      post({EventKind::exited, i, std::nullopt});
+      post({EventKind::exited, i, std::nullopt, info.describe(), pid});
     };
     auto spawned = detail::WorkerProcess::spawn(std::move(spec));
     if (!spawned.ok()) {
@@ -296,10 +300,23 @@ struct Pool::State {
     if (ev.kind == EventKind::started || ev.kind == EventKind::start_failed) join_starter(ev.slot);
     switch (ev.kind) {
       case EventKind::started:
+        emit({rt.ever_started ? PoolEvent::Kind::worker_restarted : PoolEvent::Kind::worker_started,
+              ipc::monotonic_ns(),
+              int32_t(ev.slot),
+              seg->slot(ev.slot).worker_pid.load(std::memory_order_relaxed),
+              {},
+              {}});
+        rt.ever_started = true;
         rt.starting = false;
         rt.consecutive_failures = 0;
         break;
       case EventKind::start_failed: {
+        emit({PoolEvent::Kind::worker_died,
+              ipc::monotonic_ns(),
+              int32_t(ev.slot),
+              0,
+              {},
+              "failed to start: " + (ev.error ? ev.error->to_string() : std::string())});
         rt.starting = false;
         ++rt.consecutive_failures;
         if (rt.consecutive_failures >= cfg.max_startup_failures) {
@@ -317,6 +334,12 @@ struct Pool::State {
       case EventKind::exited: {
         if (rt.starting) break;  // the starter reports it as a failed start
         if (rt.retiring) {
+          emit({PoolEvent::Kind::worker_retired,
+                ipc::monotonic_ns(),
+                int32_t(ev.slot),
+                ev.pid,
+                {},
+                ev.exit});
           rt.retiring = false;
           ipc::set_state(*seg, ev.slot, ipc::state_bit(ipc::SlotState::dead),
                          ipc::SlotState::empty);
@@ -328,6 +351,12 @@ struct Pool::State {
           break;
         }
         if (closing.load()) break;
+        emit({PoolEvent::Kind::worker_died,
+              ipc::monotonic_ns(),
+              int32_t(ev.slot),
+              ev.pid,
+              {},
+              ev.exit});
         if (ev.slot < cfg.size) {
           // A worker that dies within a second of starting without ever being
           // checked out counts as a failed start (backoff); one that died
@@ -410,7 +439,7 @@ struct Pool::State {
     }
     if (now >= next_cleanup) {
       next_cleanup = now + ms_to_ns(cfg.session_cleanup_interval);
-      sessions.expire(clock_ns(), ms_to_ns(cfg.session_ttl));
+      expire_sessions();
     }
   }
 
@@ -444,6 +473,12 @@ struct Pool::State {
       rt.orphan_word = 0;
       if (!ipc::release_as(*seg, i, w, ipc::SlotState::dead)) continue;
       clients_reclaimed.fetch_add(1, std::memory_order_relaxed);
+      emit({PoolEvent::Kind::client_slot_reclaimed,
+            ipc::monotonic_ns(),
+            int32_t(i),
+            seg->slot(i).worker_pid.load(std::memory_order_relaxed),
+            {},
+            std::to_string(holder)});
       kill_worker(rt);  // it may be mid-call for nobody; its exit restarts the slot
     }
   }
@@ -677,13 +712,36 @@ struct Pool::State {
 
   Error count(Error e) {
     seg->header().errors_by_category[int(e.category)].fetch_add(1, std::memory_order_relaxed);
+    if (cfg.on_event && e.category == Category::timeout_error) emit(detail::timeout_event(e));
     return e;
   }
 
   void record_session(std::string_view id, int32_t slot, bool failed) {
     if (id.empty()) return;
-    if (sessions.record(id, clock_ns(), slot, failed) == ipc::Errc::ring_full) {
+    bool created = false;
+    if (sessions.record(id, clock_ns(), slot, failed, &created) == ipc::Errc::ring_full) {
       seg->header().session_table_full.fetch_add(1, std::memory_order_relaxed);
+    }
+    if (created) {
+      emit({PoolEvent::Kind::session_created, ipc::monotonic_ns(), slot, 0, std::string(id), {}});
+    }
+  }
+
+  uint32_t expire_sessions() {
+    std::vector<std::string> expired;
+    const uint32_t n =
+        sessions.expire(clock_ns(), ms_to_ns(cfg.session_ttl), cfg.on_event ? &expired : nullptr);
+    for (auto& id : expired) {
+      emit({PoolEvent::Kind::session_expired, ipc::monotonic_ns(), -1, 0, std::move(id), {}});
+    }
+    return n;
+  }
+
+  void emit(PoolEvent e) const {
+    if (!cfg.on_event) return;
+    try {
+      cfg.on_event(e);
+    } catch (...) {  // the host's callback must not break the pool
     }
   }
 
@@ -894,6 +952,8 @@ Status Pool::end_session(std::string_view session_id) {
     return s_->with_context(
         make_error(Category::config_error, "unknown_session", "no such session"), session_id);
   }
+  s_->emit(
+      {PoolEvent::Kind::session_ended, ipc::monotonic_ns(), -1, 0, std::string(session_id), {}});
   return {};
 }
 
@@ -910,9 +970,7 @@ std::vector<SessionInfo> Pool::sessions() const {
   return out;
 }
 
-uint32_t Pool::cleanup_sessions() {
-  return s_->sessions.expire(s_->clock_ns(), ms_to_ns(s_->cfg.session_ttl));
-}
+uint32_t Pool::cleanup_sessions() { return s_->expire_sessions(); }
 
 const std::string& Pool::name() const { return s_->cfg.name; }
 

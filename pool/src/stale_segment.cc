@@ -38,4 +38,19 @@ bool reclaim_if_stale(std::string_view pool_name) {
   return ipc::Segment::remove(pool_name) == ipc::Errc::ok;
 }
 
+PoolEvent timeout_event(const Error& e) {
+  PoolEvent ev;
+  ev.kind = PoolEvent::Kind::call_timed_out;
+  ev.time_ns = ipc::monotonic_ns();
+  ev.detail = e.type;
+  auto get = [&](const char* key) {
+    auto it = e.context.find(key);
+    return it == e.context.end() ? std::string() : it->second;
+  };
+  ev.session_id = get("session_id");
+  if (auto slot = get("slot"); !slot.empty()) ev.slot = int32_t(std::stol(slot));
+  if (auto pid = get("worker_pid"); !pid.empty()) ev.pid = pid_t(std::stol(pid));
+  return ev;
+}
+
 }  // namespace shmpool::detail

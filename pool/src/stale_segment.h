@@ -26,6 +26,10 @@ bool reclaim_if_stale(std::string_view pool_name);
 // The liveness check behind segment_owner(), on a header already mapped.
 OwnerLiveness owner_liveness(const ipc::SegmentHeader& h);
 
+// The call_timed_out event for a timeout error (slot, pid and session from
+// its context).
+PoolEvent timeout_event(const Error& e);
+
 // The pool as a mapped segment shows it (inspect_pool and Client::status).
 PoolSnapshot snapshot_of(const ipc::Segment& seg);
 

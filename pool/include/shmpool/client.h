@@ -43,6 +43,9 @@ struct ClientOptions {
   std::chrono::milliseconds operation_timeout{30'000};  // per call, unless ExecOptions says
   WaitStrategy wait = WaitStrategy::hybrid;
   std::chrono::nanoseconds spin{50'000};
+  // This client's events: call_timed_out, session_created (sessions this
+  // client created), session_ended, pool_lost. Worker events go to the owner.
+  EventCallback on_event;
 };
 
 class Client {

@@ -35,6 +35,35 @@
 
 namespace shmpool {
 
+// Something that happened to a pool, for the host's own metrics and logs.
+// Delivered through PoolConfig::on_event (or ClientOptions::on_event) on the
+// thread where it happened: the pool's supervisor thread for worker events
+// and expiry, the calling thread for call and session events. Keep the
+// callback short; it must not block on the pool. Exceptions are swallowed.
+struct PoolEvent {
+  enum class Kind {
+    worker_started,         // a worker became ready in `slot` (its first in that slot)
+    worker_restarted,       // a replacement worker became ready in `slot`
+    worker_died,            // a worker exited unasked (`detail`: "killed by SIGSEGV", ...) or
+                            // failed to start (`detail`: the error)
+    worker_retired,         // an overflow or recycled worker was stopped on purpose
+    call_timed_out,         // `detail`: checkout_timeout or operation_timeout
+    session_created,        // first call of `session_id`
+    session_ended,          // end_session(`session_id`)
+    session_expired,        // removed after session_ttl idle
+    client_slot_reclaimed,  // a client process died holding `slot` (`detail`: its pid)
+    pool_lost,              // Client only: the owner process died
+  };
+  Kind kind = Kind::worker_started;
+  int64_t time_ns = 0;  // CLOCK_MONOTONIC
+  int32_t slot = -1;
+  pid_t pid = 0;  // the worker's, when there is one
+  std::string session_id;
+  std::string detail;
+};
+std::string_view event_kind_name(PoolEvent::Kind k);
+using EventCallback = std::function<void(const PoolEvent&)>;
+
 struct PoolConfig {
   std::string name;           // required: 1-64 bytes of [A-Za-z0-9_.-]
   uint32_t size = 0;          // core workers; 0 = number of CPUs
@@ -64,6 +93,7 @@ struct PoolConfig {
   std::size_t request_ring_bytes = 4u << 20;
   std::size_t response_ring_bytes = 4u << 20;
   LogCallback log;                 // worker stdout/stderr lines
+  EventCallback on_event;          // worker, call and session events (see PoolEvent)
   std::function<int64_t()> clock;  // ns, for session times; default CLOCK_MONOTONIC
 };
 
