@@ -45,7 +45,7 @@ uint64_t set_state(Segment& seg, uint32_t i, uint32_t from_mask, SlotState to) {
   SlotData& s = seg.slot(i);
   uint64_t w = s.state.load(std::memory_order_acquire);
   for (;;) {
-    if ((from_mask & state_bit(slot_state(w))) == 0) return 0;
+    if (from_mask != kAnySlotState && (from_mask & state_bit(slot_state(w))) == 0) return 0;
     const uint64_t next = make_slot_word(slot_generation(w) + 1, to);
     if (s.state.compare_exchange_weak(w, next, std::memory_order_acq_rel,
                                       std::memory_order_acquire)) {

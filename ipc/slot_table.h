@@ -39,6 +39,11 @@ bool release_as(Segment& seg, uint32_t i, uint64_t word, SlotState to);
 // Returns the new word, or 0 if the slot was in no state of the mask.
 uint64_t set_state(Segment& seg, uint32_t i, uint32_t from_mask, SlotState to);
 
-constexpr uint32_t state_bit(SlotState s) { return 1u << uint32_t(s); }
+constexpr bool valid_slot_state(SlotState s) { return uint32_t(s) <= uint32_t(SlotState::dead); }
+// The mask bit of a state; 0 for a state byte no shmpool process writes (a
+// worker may scribble anything on its slot).
+constexpr uint32_t state_bit(SlotState s) { return valid_slot_state(s) ? 1u << uint32_t(s) : 0; }
+// set_state() from any state, an invalid one included.
+inline constexpr uint32_t kAnySlotState = ~0u;
 
 }  // namespace shmpool::ipc

@@ -47,8 +47,6 @@ struct LatencyHistogram {
   }
 };
 
-constexpr uint32_t kAnyState = ~0u;
-
 }  // namespace
 
 // Owner-side bookkeeping of one slot. `proc` and `channel` change only while
@@ -226,7 +224,7 @@ struct Pool::State {
     };
     auto spawned = detail::WorkerProcess::spawn(std::move(spec));
     if (!spawned.ok()) {
-      ipc::set_state(*seg, i, kAnyState, ipc::SlotState::dead);
+      ipc::set_state(*seg, i, ipc::kAnySlotState, ipc::SlotState::dead);
       post({EventKind::start_failed, i, with_context(spawned.error(), {}, int(i))});
       return;
     }
@@ -235,7 +233,7 @@ struct Pool::State {
     auto hello = channel->await_hello(ipc::monotonic_ns() + ms_to_ns(cfg.startup_timeout));
     if (!hello.ok()) {
       Error e = detail::startup_error(hello.error(), *proc, cfg.startup_timeout);
-      ipc::set_state(*seg, i, kAnyState, ipc::SlotState::dead);
+      ipc::set_state(*seg, i, ipc::kAnySlotState, ipc::SlotState::dead);
       {
         std::lock_guard lock(rt.mu);
         rt.proc = std::move(proc);  // reaped; kept for its exit status until the next start
@@ -459,6 +457,12 @@ struct Pool::State {
       SlotRuntime& rt = *slots[i];
       const uint64_t w = seg->slot(i).state.load(std::memory_order_acquire);
       const auto state = ipc::slot_state(w);
+      if (!ipc::valid_slot_state(state)) {
+        // Nothing of ours writes this: the worker scribbled on its slot.
+        // The worker goes; its exit restarts the slot.
+        if (ipc::release_as(*seg, i, w, ipc::SlotState::dead)) kill_worker(rt);
+        continue;
+      }
       if (state == ipc::SlotState::dead && !rt.starting && !rt.retiring) {
         kill_worker(rt);
         continue;

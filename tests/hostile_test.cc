@@ -1,0 +1,87 @@
+// A worker that attacks its host through its response ring (hostile_worker):
+// garbage envelopes, wrong ids, out-of-range payload offsets, truncated
+// frames, impossible lengths, a ring head or tail scribbled over. The host
+// must never crash or read outside the segment (this also runs under ASan),
+// must answer the caller with protocol_error, and must replace the worker.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "shmpool/pool.h"
+#include "tests/process_support.h"
+#include "tests/test_support.h"
+
+namespace shmpool {
+namespace {
+
+class HostileWorkerTest : public test::LeakCheck,
+                          public ::testing::WithParamInterface<const char*> {};
+class HostileWorkerSlotTest : public test::LeakCheck {};
+
+TEST_P(HostileWorkerTest, TheCallerGetsAProtocolErrorAndTheWorkerIsReplaced) {
+  test::EventLog events;
+  PoolConfig c;
+  c.name = std::string("hostile-") + GetParam() + "-" + std::to_string(::getpid());
+  c.size = 1;
+  c.max_overflow = 0;
+  c.python = SHMPOOL_HOSTILE_WORKER;  // started as if it were the interpreter
+  c.handler_modules = {GetParam()};   // its mode
+  c.operation_timeout = std::chrono::seconds(20);
+  c.on_event = events.callback();
+  auto pool = Pool::start(c);
+  ASSERT_TRUE(pool.ok()) << pool.error().to_string();
+  ASSERT_TRUE(events.wait_for(PoolEvent::Kind::worker_started));
+  const pid_t first = (*pool)->status().workers[0].pid;
+
+  auto r = (*pool)->execute_in_session("victim", "ping");
+  ASSERT_FALSE(r.ok()) << "a hostile reply was accepted: " << r->json();
+  EXPECT_EQ(r.error().category, Category::protocol_error) << r.error().to_string();
+  EXPECT_EQ(r.error().context.at("worker_pid"), std::to_string(first));
+  std::printf("%s -> %s\n", GetParam(), r.error().to_string().c_str());
+
+  // Replaced by a new (equally hostile) worker; the pool still works as a pool.
+  ASSERT_TRUE(events.wait_for(PoolEvent::Kind::worker_restarted)) << "never replaced";
+  EXPECT_NE((*pool)->status().workers[0].pid, first);
+  auto died = events.of(PoolEvent::Kind::worker_died);
+  ASSERT_EQ(died.size(), 1u);
+  EXPECT_EQ(died[0].pid, first);
+  const PoolStatus st = (*pool)->status();
+  EXPECT_EQ(st.errors_by_category.at("protocol_error"), 1u);
+  EXPECT_EQ((*pool)->session("victim")->errors, 1u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Attacks, HostileWorkerTest,
+                         ::testing::Values("garbage_envelope", "wrong_id", "payload_out_of_range",
+                                           "truncated_envelope", "huge_body_length",
+                                           "envelope_outside_body", "random_header",
+                                           "head_beyond_ring", "scribbled_tail"));
+
+TEST_F(HostileWorkerSlotTest, AWorkerScribblingOnItsSlotStateIsReplaced) {
+  // The reply itself is well formed, so the call may succeed; the slot's
+  // state byte is one no shmpool process writes. The owner must not lose
+  // the slot: it kills the worker and starts another.
+  test::EventLog events;
+  PoolConfig c;
+  c.name = "hostile-slot-" + std::to_string(::getpid());
+  c.size = 1;
+  c.max_overflow = 0;
+  c.python = SHMPOOL_HOSTILE_WORKER;
+  c.handler_modules = {"scribbled_slot_state"};
+  c.on_event = events.callback();
+  auto pool = Pool::start(c);
+  ASSERT_TRUE(pool.ok()) << pool.error().to_string();
+  const pid_t first = (*pool)->status().workers[0].pid;
+  auto r = (*pool)->execute_anonymous("ping");
+  std::printf("scribbled_slot_state -> %s\n",
+              r.ok() ? r->json().c_str() : r.error().to_string().c_str());
+  ASSERT_TRUE(events.wait_for(PoolEvent::Kind::worker_restarted)) << "the slot was lost";
+  auto died = events.of(PoolEvent::Kind::worker_died);
+  ASSERT_EQ(died.size(), 1u);
+  EXPECT_EQ(died[0].pid, first);
+  const auto w = (*pool)->status().workers[0];
+  EXPECT_NE(w.pid, first);
+  EXPECT_TRUE(w.state == "idle" || w.state == "starting") << w.state;
+}
+
+}  // namespace
+}  // namespace shmpool
