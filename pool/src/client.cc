@@ -15,6 +15,7 @@
 #include "ipc/segment.h"
 #include "ipc/session_table.h"
 #include "ipc/slot_table.h"
+#include "pool/src/caller.h"
 #include "pool/src/shm_channel.h"
 #include "pool/src/stale_segment.h"
 #include "pool/src/worker_setup.h"
@@ -25,13 +26,12 @@ namespace {
 int64_t ms_to_ns(std::chrono::milliseconds ms) { return int64_t(ms.count()) * 1'000'000; }
 }  // namespace
 
-struct Client::State {
-  std::string name;
+struct Client::State : detail::Caller {
   ClientOptions opt;
-  std::unique_ptr<ipc::Segment> seg;
-  ipc::SessionTable sessions;
   ipc::WaitPolicy policy, checkout_policy;
   std::vector<std::unique_ptr<detail::ShmChannel>> channels;  // one per slot; used by its holder
+  // Written once by the watcher (release, then the doorbells are rung);
+  // read by callers and their ShmChannels (acquire) when a wait ends.
   std::atomic<bool> owner_dead{false};
   std::atomic<uint32_t> next_token{1};
   std::atomic<uint64_t> next_request_id{1};
@@ -73,38 +73,16 @@ struct Client::State {
           "owner " + std::to_string(seg->header().owner_pid) + " died"});
   }
 
-  void emit(PoolEvent e) const {
-    if (!opt.on_event) return;
-    try {
-      opt.on_event(e);
-    } catch (...) {  // the host's callback must not break the client
-    }
-  }
-
   Error pool_not_available() const {
     return make_error(Category::resource_error, std::string(detail::kPoolNotAvailable),
                       "the pool's owner process has died")
-        .with("pool_name", name)
+        .with("pool_name", pool_name)
         .with("owner_pid", std::to_string(seg->header().owner_pid));
   }
 
   bool closing() const {
     return seg->header().pool_state.load(std::memory_order_acquire) ==
            uint32_t(ipc::PoolState::closing);
-  }
-
-  Error with_context(Error e, std::string_view session_id, int slot = -1, pid_t pid = 0) const {
-    e.with("pool_name", name);
-    if (!session_id.empty()) e.with("session_id", std::string(session_id));
-    if (slot >= 0) e.with("slot", std::to_string(slot));
-    if (pid > 0) e.with("worker_pid", std::to_string(pid));
-    return e;
-  }
-
-  Error count(Error e) {
-    seg->header().errors_by_category[int(e.category)].fetch_add(1, std::memory_order_relaxed);
-    if (opt.on_event && e.category == Category::timeout_error) emit(detail::timeout_event(e));
-    return e;
   }
 
   bool any_idle() const {
@@ -187,17 +165,6 @@ struct Client::State {
     }
   }
 
-  void record_session(std::string_view id, int32_t slot, bool failed) {
-    if (id.empty()) return;
-    bool created = false;
-    if (sessions.record(id, ipc::monotonic_ns(), slot, failed, &created) == ipc::Errc::ring_full) {
-      seg->header().session_table_full.fetch_add(1, std::memory_order_relaxed);
-    }
-    if (created) {
-      emit({PoolEvent::Kind::session_created, ipc::monotonic_ns(), slot, 0, std::string(id), {}});
-    }
-  }
-
   Expected<Reply> execute(std::string_view session_id, std::string_view command, const Args& args,
                           const ExecOptions& opt) {
     if (!session_id.empty() && !ipc::valid_session_id(session_id)) {
@@ -269,31 +236,14 @@ Client::~Client() = default;
 
 Expected<std::unique_ptr<Client>> Client::attach(std::string_view pool_name,
                                                  ClientOptions options) {
-  if (!ipc::valid_pool_name(pool_name)) {
-    return make_error(Category::config_error, "invalid_name",
-                      "a pool name is 1-64 characters of [A-Za-z0-9_.-]")
-        .with("pool_name", std::string(pool_name));
-  }
+  auto seg = detail::attach_segment(pool_name, ipc::Segment::Access::read_write);
+  if (!seg.ok()) return seg.error();
   auto s = std::make_shared<State>();
-  s->name = std::string(pool_name);
+  s->pool_name = std::string(pool_name);
   s->opt = options;
+  s->on_event = options.on_event;
+  s->seg = std::move(seg.value());
   ipc::SysError err;
-  ipc::Errc rc = ipc::Segment::attach(pool_name, &s->seg, &err);
-  if (rc == ipc::Errc::not_found) {
-    return make_error(Category::resource_error, "unknown_pool", "no pool with this name")
-        .with("pool_name", s->name);
-  }
-  if (rc == ipc::Errc::permission) {
-    return make_error(Category::resource_error, "permission_denied",
-                      "the pool's segment belongs to another user")
-        .with("pool_name", s->name);
-  }
-  if (rc != ipc::Errc::ok) {
-    return make_error(Category::protocol_error, "bad_segment",
-                      "not a shmpool segment of this version")
-        .with("pool_name", s->name)
-        .with("reason", std::string(ipc::errc_name(rc)));
-  }
   const ipc::SegmentHeader& h = s->seg->header();
   // The pidfd first, then the liveness check: an owner that dies after this
   // point is seen by the watcher.
@@ -304,13 +254,13 @@ Expected<std::unique_ptr<Client>> Client::attach(std::string_view pool_name,
   }
   if (s->owner_pidfd < 0) {
     return make_error(Category::resource_error, "attach_failed", "cannot watch the pool's owner")
-        .with("pool_name", s->name)
+        .with("pool_name", s->pool_name)
         .with("reason", err.message());
   }
   if (h.pool_state.load(std::memory_order_acquire) != uint32_t(ipc::PoolState::ready)) {
     return make_error(Category::resource_error, std::string(detail::kPoolNotAvailable),
                       "the pool is starting or shutting down")
-        .with("pool_name", s->name);
+        .with("pool_name", s->pool_name);
   }
   s->stop_fd = ::eventfd(0, EFD_CLOEXEC);
   if (s->stop_fd < 0) {
@@ -364,33 +314,18 @@ std::future<Expected<Reply>> Client::submit(std::string session_id, std::string 
                     });
 }
 
-Status Client::end_session(std::string_view session_id) {
-  if (!s_->sessions.remove(session_id)) {
-    return s_->with_context(
-        make_error(Category::config_error, "unknown_session", "no such session"), session_id);
-  }
-  s_->emit(
-      {PoolEvent::Kind::session_ended, ipc::monotonic_ns(), -1, 0, std::string(session_id), {}});
-  return {};
-}
+Status Client::end_session(std::string_view session_id) { return s_->end_session(session_id); }
 
 std::optional<SessionInfo> Client::session(std::string_view session_id) const {
-  ipc::SessionSnapshot snap;
-  if (!ipc::valid_session_id(session_id) || !s_->sessions.find(session_id, &snap))
-    return std::nullopt;
-  return detail::session_info(snap);
+  return s_->session(session_id);
 }
 
-std::vector<SessionInfo> Client::sessions() const {
-  std::vector<SessionInfo> out;
-  for (auto& s : s_->sessions.list()) out.push_back(detail::session_info(s));
-  return out;
-}
+std::vector<SessionInfo> Client::sessions() const { return s_->list_sessions(); }
 
 Expected<PoolSnapshot> Client::status() const { return detail::snapshot_of(*s_->seg); }
 
 bool Client::pool_available() const { return !s_->owner_dead.load(std::memory_order_acquire); }
 
-const std::string& Client::name() const { return s_->name; }
+const std::string& Client::name() const { return s_->pool_name; }
 
 }  // namespace shmpool

@@ -16,28 +16,7 @@ namespace shmpool {
 namespace {
 
 Expected<std::unique_ptr<ipc::Segment>> attach_read_only(std::string_view pool_name) {
-  if (!ipc::valid_pool_name(pool_name)) {
-    return make_error(Category::config_error, "invalid_name",
-                      "a pool name is 1-64 characters of [A-Za-z0-9_.-]")
-        .with("pool_name", std::string(pool_name));
-  }
-  std::unique_ptr<ipc::Segment> seg;
-  ipc::SysError err;
-  ipc::Errc rc = ipc::Segment::attach(pool_name, &seg, &err, ipc::Segment::Access::read_only);
-  if (rc == ipc::Errc::ok) return seg;
-  if (rc == ipc::Errc::not_found) {
-    return make_error(Category::resource_error, "unknown_pool", "no pool with this name")
-        .with("pool_name", std::string(pool_name));
-  }
-  if (rc == ipc::Errc::permission) {
-    return make_error(Category::resource_error, "permission_denied",
-                      "the pool's segment belongs to another user")
-        .with("pool_name", std::string(pool_name));
-  }
-  return make_error(Category::protocol_error, "bad_segment",
-                    "not a shmpool segment of this version")
-      .with("pool_name", std::string(pool_name))
-      .with("reason", std::string(ipc::errc_name(rc)));
+  return detail::attach_segment(pool_name, ipc::Segment::Access::read_only);
 }
 
 const char* pool_state_name(uint32_t s) {

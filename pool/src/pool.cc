@@ -15,6 +15,7 @@
 #include "ipc/segment.h"
 #include "ipc/session_table.h"
 #include "ipc/slot_table.h"
+#include "pool/src/caller.h"
 #include "pool/src/shm_channel.h"
 #include "pool/src/stale_segment.h"
 #include "pool/src/worker_process.h"
@@ -69,10 +70,8 @@ struct SlotRuntime {
   uint64_t checkouts_at_start = 0;
 };
 
-struct Pool::State {
+struct Pool::State : detail::Caller {
   PoolConfig cfg;
-  std::unique_ptr<ipc::Segment> seg;
-  ipc::SessionTable sessions;
   std::vector<std::unique_ptr<SlotRuntime>> slots;
   ipc::WaitPolicy policy;
   ipc::WaitPolicy checkout_policy;  // shorter polling than calls
@@ -138,18 +137,9 @@ struct Pool::State {
   bool shut_down = false;
   std::mutex shutdown_mu;
 
-  int64_t clock_ns() const { return cfg.clock ? cfg.clock() : ipc::monotonic_ns(); }
   uint32_t slot_count() const { return uint32_t(slots.size()); }
   ipc::SlotState state_of(uint32_t i) const {
     return ipc::slot_state(seg->slot(i).state.load(std::memory_order_acquire));
-  }
-
-  Error with_context(Error e, std::string_view session_id, int slot = -1, pid_t pid = 0) const {
-    e.with("pool_name", cfg.name);
-    if (!session_id.empty()) e.with("session_id", std::string(session_id));
-    if (slot >= 0) e.with("slot", std::to_string(slot));
-    if (pid > 0) e.with("worker_pid", std::to_string(pid));
-    return e;
   }
 
   void post(Event ev) {
@@ -714,39 +704,14 @@ struct Pool::State {
     return count(std::move(e));
   }
 
-  Error count(Error e) {
-    seg->header().errors_by_category[int(e.category)].fetch_add(1, std::memory_order_relaxed);
-    if (cfg.on_event && e.category == Category::timeout_error) emit(detail::timeout_event(e));
-    return e;
-  }
-
-  void record_session(std::string_view id, int32_t slot, bool failed) {
-    if (id.empty()) return;
-    bool created = false;
-    if (sessions.record(id, clock_ns(), slot, failed, &created) == ipc::Errc::ring_full) {
-      seg->header().session_table_full.fetch_add(1, std::memory_order_relaxed);
-    }
-    if (created) {
-      emit({PoolEvent::Kind::session_created, ipc::monotonic_ns(), slot, 0, std::string(id), {}});
-    }
-  }
-
   uint32_t expire_sessions() {
     std::vector<std::string> expired;
     const uint32_t n =
-        sessions.expire(clock_ns(), ms_to_ns(cfg.session_ttl), cfg.on_event ? &expired : nullptr);
+        sessions.expire(session_now(), ms_to_ns(cfg.session_ttl), on_event ? &expired : nullptr);
     for (auto& id : expired) {
       emit({PoolEvent::Kind::session_expired, ipc::monotonic_ns(), -1, 0, std::move(id), {}});
     }
     return n;
-  }
-
-  void emit(PoolEvent e) const {
-    if (!cfg.on_event) return;
-    try {
-      cfg.on_event(e);
-    } catch (...) {  // the host's callback must not break the pool
-    }
   }
 
   // ---- shutdown ----
@@ -837,6 +802,9 @@ Expected<std::unique_ptr<Pool>> Pool::start(PoolConfig config) {
   auto s = std::make_shared<State>();
   s->cfg = std::move(config);
   const PoolConfig& c = s->cfg;
+  s->pool_name = c.name;
+  s->on_event = c.on_event;
+  s->clock = c.clock;
   ipc::Geometry g;
   g.slot_count = c.size + c.max_overflow;
   g.session_capacity = c.session_capacity;
@@ -951,28 +919,13 @@ std::future<Expected<Reply>> Pool::submit(std::string session_id, std::string co
   return future;
 }
 
-Status Pool::end_session(std::string_view session_id) {
-  if (!s_->sessions.remove(session_id)) {
-    return s_->with_context(
-        make_error(Category::config_error, "unknown_session", "no such session"), session_id);
-  }
-  s_->emit(
-      {PoolEvent::Kind::session_ended, ipc::monotonic_ns(), -1, 0, std::string(session_id), {}});
-  return {};
-}
+Status Pool::end_session(std::string_view session_id) { return s_->end_session(session_id); }
 
 std::optional<SessionInfo> Pool::session(std::string_view session_id) const {
-  ipc::SessionSnapshot snap;
-  if (!ipc::valid_session_id(session_id) || !s_->sessions.find(session_id, &snap))
-    return std::nullopt;
-  return detail::session_info(snap);
+  return s_->session(session_id);
 }
 
-std::vector<SessionInfo> Pool::sessions() const {
-  std::vector<SessionInfo> out;
-  for (auto& s : s_->sessions.list()) out.push_back(detail::session_info(s));
-  return out;
-}
+std::vector<SessionInfo> Pool::sessions() const { return s_->list_sessions(); }
 
 uint32_t Pool::cleanup_sessions() { return s_->expire_sessions(); }
 

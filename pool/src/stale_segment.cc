@@ -38,6 +38,32 @@ bool reclaim_if_stale(std::string_view pool_name) {
   return ipc::Segment::remove(pool_name) == ipc::Errc::ok;
 }
 
+Expected<std::unique_ptr<ipc::Segment>> attach_segment(std::string_view pool_name,
+                                                       ipc::Segment::Access access) {
+  if (!ipc::valid_pool_name(pool_name)) {
+    return make_error(Category::config_error, "invalid_name",
+                      "a pool name is 1-64 characters of [A-Za-z0-9_.-]")
+        .with("pool_name", std::string(pool_name));
+  }
+  std::unique_ptr<ipc::Segment> seg;
+  ipc::SysError err;
+  ipc::Errc rc = ipc::Segment::attach(pool_name, &seg, &err, access);
+  if (rc == ipc::Errc::ok) return seg;
+  if (rc == ipc::Errc::not_found) {
+    return make_error(Category::resource_error, "unknown_pool", "no pool with this name")
+        .with("pool_name", std::string(pool_name));
+  }
+  if (rc == ipc::Errc::permission) {
+    return make_error(Category::resource_error, "permission_denied",
+                      "the pool's segment belongs to another user")
+        .with("pool_name", std::string(pool_name));
+  }
+  return make_error(Category::protocol_error, "bad_segment",
+                    "not a shmpool segment of this version")
+      .with("pool_name", std::string(pool_name))
+      .with("reason", std::string(ipc::errc_name(rc)));
+}
+
 PoolEvent timeout_event(const Error& e) {
   PoolEvent ev;
   ev.kind = PoolEvent::Kind::call_timed_out;

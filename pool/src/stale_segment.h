@@ -26,6 +26,11 @@ bool reclaim_if_stale(std::string_view pool_name);
 // The liveness check behind segment_owner(), on a header already mapped.
 OwnerLiveness owner_liveness(const ipc::SegmentHeader& h);
 
+// Maps a pool's segment: config_error/invalid_name, resource_error/
+// unknown_pool or permission_denied, protocol_error/bad_segment.
+Expected<std::unique_ptr<ipc::Segment>> attach_segment(std::string_view pool_name,
+                                                       ipc::Segment::Access access);
+
 // The call_timed_out event for a timeout error (slot, pid and session from
 // its context).
 PoolEvent timeout_event(const Error& e);
