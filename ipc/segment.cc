@@ -53,13 +53,19 @@ Errc compute_layout(const Geometry& g, Layout* out) {
     return Errc::bad_layout;
   }
   if (g.session_capacity > kMaxSessions) return Errc::bad_layout;
+  if (g.arena_bytes % kArenaPage != 0 || g.arena_bytes / kArenaPage > kMaxArenaPages) {
+    return Errc::bad_layout;
+  }
   Layout l{};
   l.slots_offset = sizeof(SegmentHeader);
   l.sessions_offset = align_up(l.slots_offset + uint64_t(g.slot_count) * sizeof(SlotData), 4096);
   l.rings_offset =
       align_up(l.sessions_offset + uint64_t(g.session_capacity) * kSessionEntryBytes, 4096);
   l.slot_stride = g.request_ring_bytes + g.response_ring_bytes;
-  l.total = align_up(l.rings_offset + l.slot_stride * g.slot_count, 4096);
+  const uint64_t pages = g.arena_bytes / kArenaPage;
+  l.arena_blocks_offset = align_up(l.rings_offset + l.slot_stride * g.slot_count, kCacheLine);
+  l.arena_data_offset = align_up(l.arena_blocks_offset + pages * sizeof(ArenaBlock), 4096);
+  l.total = align_up(l.arena_data_offset + g.arena_bytes, 4096);
   *out = l;
   return Errc::ok;
 }
@@ -208,6 +214,13 @@ FrameRing Segment::response_ring(uint32_t i) const {
   uint8_t* data =
       base_ + layout_.rings_offset + i * layout_.slot_stride + geometry_.request_ring_bytes;
   return FrameRing(&slot(i).response, data, geometry_.response_ring_bytes);
+}
+
+Arena Segment::arena() const {
+  const uint64_t pages = geometry_.arena_bytes / kArenaPage;
+  return Arena(&header().arena,
+               std::launder(reinterpret_cast<ArenaBlock*>(base_ + layout_.arena_blocks_offset)),
+               base_ + layout_.arena_data_offset, uint32_t(pages));
 }
 
 }  // namespace shmpool::ipc

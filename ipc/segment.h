@@ -5,8 +5,8 @@
 //
 // Layout (offsets computed by compute_layout() from the Geometry stored in
 // the header; every attacher recomputes them and checks the file size):
-//   [SegmentHeader][SlotData x slot_count][per slot: request ring data,
-//   response ring data]
+//   [SegmentHeader][SlotData x slot_count][session table][per slot: request
+//   ring data, response ring data][payload arena (arena.h)]
 // All offsets are relative to the segment base; nothing in the segment is a
 // pointer.
 #pragma once
@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 
+#include "ipc/arena.h"
 #include "ipc/errc.h"
 #include "ipc/frame_ring.h"
 #include "ipc/sys.h"
@@ -25,7 +26,7 @@
 namespace shmpool::ipc {
 
 inline constexpr uint64_t kSegmentMagic = 0x314c4f4f504d4853ull;  // "SHMPOOL1"
-inline constexpr uint32_t kLayoutVersion = 4;
+inline constexpr uint32_t kLayoutVersion = 5;
 inline constexpr std::size_t kMaxNameLength = 64;
 // Name prefix of every shmpool segment in /dev/shm.
 inline constexpr std::string_view kShmPrefix = "shmpool.";
@@ -36,6 +37,7 @@ struct Geometry {
   uint32_t session_capacity = 0;           // entries in the session table (0: none)
   uint64_t request_ring_bytes = 1 << 20;   // multiple of 64, >= 4 KiB
   uint64_t response_ring_bytes = 1 << 20;  // multiple of 64, >= 4 KiB
+  uint64_t arena_bytes = 0;                // payload arena: multiple of kArenaPage (0: none)
 };
 
 // Slot states (low 8 bits of SlotData::state). Zeroed memory = empty.
@@ -159,6 +161,8 @@ struct SegmentHeader {
   // Session table lock (structural changes only): holder's pid << 32 | token.
   alignas(kCacheLine) std::atomic<uint64_t> session_lock{0};
   uint64_t sessions_offset;
+  // Payload arena control (arena.h).
+  alignas(kCacheLine) ArenaControl arena;
 };
 static_assert(std::is_standard_layout_v<SegmentHeader>);
 static_assert(offsetof(SegmentHeader, geometry) == 48);
@@ -169,6 +173,8 @@ struct Layout {
   uint64_t sessions_offset;
   uint64_t rings_offset;
   uint64_t slot_stride;  // ring bytes per slot
+  uint64_t arena_blocks_offset;
+  uint64_t arena_data_offset;
   uint64_t total;
 };
 // Errc::bad_layout if the geometry is out of range.
@@ -207,6 +213,7 @@ class Segment {
   uint8_t* sessions() const { return base_ + layout_.sessions_offset; }
   FrameRing request_ring(uint32_t i) const;
   FrameRing response_ring(uint32_t i) const;
+  Arena arena() const;
   uint8_t* base() const { return base_; }
   uint64_t size() const { return layout_.total; }
   const std::string& pool_name() const { return name_; }

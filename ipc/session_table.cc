@@ -4,6 +4,7 @@
 
 #include <cstring>
 
+#include "ipc/shm_lock.h"
 #include "ipc/sys.h"
 
 namespace shmpool::ipc {
@@ -66,29 +67,9 @@ SessionEntry* SessionTable::find_pinned(std::string_view id) const {
   return nullptr;
 }
 
-void SessionTable::lock() {
-  const uint64_t me = uint64_t(uint32_t(::getpid())) << 32 | token_;
-  for (uint32_t spins = 0;; ++spins) {
-    uint64_t expected = 0;
-    if (lock_->compare_exchange_weak(expected, me,
-                                     std::memory_order_acquire,  // pairs with unlock()
-                                     std::memory_order_relaxed)) {
-      return;
-    }
-    if ((spins & 1023) == 1023) {
-      // A holder that died cannot release: take the lock over.
-      pid_t holder = pid_t(expected >> 32);
-      if (expected != 0 && !process_exists(holder) &&
-          lock_->compare_exchange_strong(expected, me, std::memory_order_acquire)) {
-        return;
-      }
-      ::sched_yield();
-    }
-    cpu_relax();
-  }
-}
+void SessionTable::lock() { lock_word(*lock_, lock_owner_word(token_)); }
 
-void SessionTable::unlock() { lock_->store(0, std::memory_order_release); }  // pairs with lock()
+void SessionTable::unlock() { unlock_word(*lock_); }
 
 SessionEntry* SessionTable::insert_locked(std::string_view id, int64_t now_ns, Errc* err,
                                           bool* created) {

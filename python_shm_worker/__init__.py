@@ -17,8 +17,21 @@ A handler receives ``args`` (a dict decoded from the request) and ``ctx``
 a read-only memoryview of the request payload in shared memory, so
 ``numpy.frombuffer(ctx.payload, dtype=...)`` does not copy). ``ctx`` and its
 views are valid only while the handler runs. Return a dict, list, str, int,
-float, bool, None or bytes; return ``Output(value, payload)`` to send a bulk
-payload back as well.
+float, bool or None; return a bytes-like object (bytes, bytearray,
+memoryview, numpy array) to send it back as the reply's payload, or
+``Output(value, payload)`` for both.
+
+Zero-copy both ways: a payload above 4 KiB is the caller's block in the
+shared payload arena, and ``out = ctx.alloc_output(n)`` gives a writable block
+there; return ``out`` (or a numpy view of it) and the caller reads it in
+place. Any other payload you return is copied once into shared memory.
+
+Lifetimes: the caller frees its block when its PayloadBuffer dies; the
+output block passes to the caller with the reply. A view that your handler
+keeps past the call (a global, a numpy array made from ``ctx.payload``)
+keeps its block alive until the view dies: it never sees memory reused by
+another call. ``ctx`` itself raises ValueError once its call has ended. If
+the worker dies, the pool's owner frees what it held.
 """
 
 from .registry import Output, command, handlers, load_handler_module

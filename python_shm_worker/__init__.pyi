@@ -12,9 +12,18 @@ class Context(Protocol):
     @property
     def command(self) -> str: ...
     @property
-    def payload(self) -> memoryview: ...
+    def payload(self) -> memoryview:
+        """Read-only view of the request payload. Above 4 KiB it is the
+        caller's block in shared memory (no copy); a view kept past the call
+        keeps the block alive until the view dies."""
     @property
     def body(self) -> memoryview: ...
+    def alloc_output(self, n: int) -> memoryview:
+        """A writable n-byte block in shared memory for the reply's payload
+        (once per call). Fill it and return it (or a numpy view of it, or
+        anything else with the block as the payload): it is handed to the
+        caller without a copy. Raises ArenaError (a MemoryError) when the
+        arena cannot hold it before the call's deadline."""
 
 Handler = Callable[[Dict[str, Any], Context], Any]
 

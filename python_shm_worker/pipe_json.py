@@ -23,7 +23,7 @@ from .registry import Output, handlers
 class PipeContext:
     """Context for one call over the pipe transport (same surface as shm)."""
 
-    __slots__ = ("request_id", "session_id", "command", "payload", "body")
+    __slots__ = ("request_id", "session_id", "command", "payload", "body", "output")
 
     def __init__(self, request_id: int, session_id: Optional[str], command: str, payload: bytes):
         self.request_id = request_id
@@ -31,6 +31,14 @@ class PipeContext:
         self.command = command
         self.payload = memoryview(payload).toreadonly()
         self.body = memoryview(b"")
+        self.output: Optional[memoryview] = None
+
+    def alloc_output(self, n: int) -> memoryview:
+        """A writable buffer of n bytes for the reply's payload (base64 here)."""
+        if self.output is not None:
+            raise ValueError("alloc_output() may be called once per call")
+        self.output = memoryview(bytearray(n))
+        return self.output
 
 
 def _decode(value: Any) -> Any:
@@ -113,12 +121,20 @@ def serve(info: dict) -> None:
         try:
             result = handler(_decode(req.get("args") or {}), ctx)
             response = {"id": rid, "status": "ok"}
+            value, payload = result, None
             if isinstance(result, Output):
-                response["result"] = _encode(result.value)
-                if result.payload is not None:
-                    response["payload"] = base64.b64encode(bytes(memoryview(result.payload).cast("B"))).decode("ascii")
-            else:
-                response["result"] = _encode(result)
+                value, payload = result.value, result.payload
+            elif result is not None and not isinstance(result, (str, dict, list, tuple, int, float)):
+                try:
+                    payload = memoryview(result)  # a bytes-like result is the payload
+                    value = None
+                except TypeError:
+                    pass
+            if payload is None and ctx.output is not None:
+                payload = ctx.output
+            response["result"] = _encode(value)
+            if payload is not None:
+                response["payload"] = base64.b64encode(memoryview(payload).cast("B")).decode("ascii")
         except Exception as exc:  # noqa: BLE001 - every handler failure becomes a reply
             response = _error(rid, "handler_error", "handler_exception", str(exc),
                               exception_type=type(exc).__name__,

@@ -292,9 +292,10 @@ INSTANTIATE_TEST_SUITE_P(Transports, WorkerTest,
 
 class ShmWorkerTest : public test::LeakCheck {};
 
-TEST_F(ShmWorkerTest, PayloadLargerThanTheRingIsRejectedAtOnce) {
+TEST_F(ShmWorkerTest, PayloadLargerThanTheArenaIsRejectedAtOnce) {
   WorkerOptions o = options(Transport::shm);
   o.request_ring_bytes = 64 * 1024;
+  o.payload_arena_bytes = 64 * 1024;
   auto w = Worker::start(o);
   ASSERT_TRUE(w.ok());
   std::vector<uint8_t> big(128 * 1024);
@@ -302,7 +303,25 @@ TEST_F(ShmWorkerTest, PayloadLargerThanTheRingIsRejectedAtOnce) {
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().category, Category::resource_error);
   EXPECT_EQ(r.error().type, "payload_too_large");
+  EXPECT_EQ(r.error().context.at("arena_bytes"), "65536");
   EXPECT_TRUE((*w)->call("ping").ok()) << "the worker is still usable";
+}
+
+TEST_F(ShmWorkerTest, WithoutAnArenaPayloadsTravelInTheRing) {
+  WorkerOptions o = options(Transport::shm);
+  o.request_ring_bytes = 64 * 1024;
+  o.payload_arena_bytes = 0;
+  auto w = Worker::start(o);
+  ASSERT_TRUE(w.ok());
+  std::vector<uint8_t> fits(40 * 1024, 3);
+  auto ok = (*w)->call("checksum", empty_args(), fits);
+  ASSERT_TRUE(ok.ok()) << ok.error().to_string();
+  EXPECT_EQ(ok->value().AsMap()["sum"].AsUInt64(), 3u * 40 * 1024);
+  std::vector<uint8_t> big(128 * 1024);
+  auto r = (*w)->call("ack", empty_args(), big);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().type, "payload_too_large");
+  EXPECT_TRUE((*w)->call("ping").ok());
 }
 
 TEST_F(ShmWorkerTest, ResultTooLargeForTheResponseRingIsAnError) {

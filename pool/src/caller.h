@@ -12,6 +12,7 @@
 
 #include "ipc/segment.h"
 #include "ipc/session_table.h"
+#include "pool/src/arena_handle.h"
 #include "shmpool/error.h"
 #include "shmpool/pool.h"
 
@@ -19,7 +20,8 @@ namespace shmpool::detail {
 
 struct Caller {
   std::string pool_name;
-  std::unique_ptr<ipc::Segment> seg;
+  std::shared_ptr<ipc::Segment> seg;
+  std::shared_ptr<ArenaHandle> arena;  // set once seg is
   ipc::SessionTable sessions;
   EventCallback on_event;
   std::function<int64_t()> clock;  // session timestamps (ns); empty: CLOCK_MONOTONIC

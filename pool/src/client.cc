@@ -243,6 +243,7 @@ Expected<std::unique_ptr<Client>> Client::attach(std::string_view pool_name,
   s->opt = options;
   s->on_event = options.on_event;
   s->seg = std::move(seg.value());
+  s->arena = std::make_shared<detail::ArenaHandle>(s->seg);
   ipc::SysError err;
   const ipc::SegmentHeader& h = s->seg->header();
   // The pidfd first, then the liveness check: an owner that dies after this
@@ -277,7 +278,8 @@ Expected<std::unique_ptr<Client>> Client::attach(std::string_view pool_name,
   s->checkout_policy = s->policy;
   s->checkout_policy.spin_ns = std::min<int64_t>(s->policy.spin_ns, 2'000);
   for (uint32_t i = 0; i < s->slot_count(); ++i) {
-    s->channels.push_back(std::make_unique<detail::ShmChannel>(s->seg.get(), i, s->policy));
+    s->channels.push_back(
+        std::make_unique<detail::ShmChannel>(s->seg.get(), i, s->policy, s->arena));
     s->channels.back()->set_abandon_flag(&s->owner_dead);
   }
   s->watcher = std::thread([st = s.get()] { st->watch_owner(); });
@@ -300,18 +302,27 @@ Expected<Reply> Client::execute_anonymous(std::string_view command, const Args& 
 
 std::future<Expected<Reply>> Client::submit(std::string session_id, std::string command, Args args,
                                             ExecOptions options) {
-  auto payload = std::vector<uint8_t>(options.payload.begin(), options.payload.end());
+  // A payload in one of our arena blocks is read in place (the caller keeps
+  // the PayloadBuffer alive); any other is copied now.
+  const bool in_arena = detail::in_own_block(*s_->arena, options.payload);
+  auto payload = in_arena ? std::vector<uint8_t>()
+                          : std::vector<uint8_t>(options.payload.begin(), options.payload.end());
   auto body = std::vector<uint8_t>(options.body.begin(), options.body.end());
   // std::async's future joins its thread when destroyed; s_ keeps the
   // mapping alive for as long as the call runs.
   return std::async(std::launch::async,
                     [s = s_, session_id = std::move(session_id), command = std::move(command),
                      args = std::move(args), options, payload = std::move(payload),
-                     body = std::move(body)]() mutable {
-                      options.payload = payload;
+                     body = std::move(body), in_arena]() mutable {
+                      if (!in_arena) options.payload = payload;
                       options.body = body;
                       return s->execute(session_id, command, args, options);
                     });
+}
+
+Expected<PayloadBuffer> Client::alloc_payload(std::size_t n, std::chrono::milliseconds timeout) {
+  return detail::alloc_payload(
+      s_->arena, n, ipc::monotonic_ns() + int64_t(timeout.count()) * 1'000'000, s_->policy);
 }
 
 Status Client::end_session(std::string_view session_id) { return s_->end_session(session_id); }

@@ -61,6 +61,11 @@ PoolSnapshot snapshot_of(const ipc::Segment& s) {
   p.session_capacity = s.geometry().session_capacity;
   p.request_ring_bytes = s.geometry().request_ring_bytes;
   p.response_ring_bytes = s.geometry().response_ring_bytes;
+  p.arena_bytes = s.geometry().arena_bytes;
+  const ipc::Arena::Usage u = s.arena().usage();
+  p.arena_bytes_in_use = u.bytes;
+  p.arena_blocks_in_use = u.blocks;
+  p.arena_pinned_blocks = u.pinned;
   p.uptime_s = std::max(0.0, seconds_since(h.created_ns));
   p.calls = h.calls.load(std::memory_order_relaxed);
   p.checkout_timeouts = h.checkout_timeouts.load(std::memory_order_relaxed);

@@ -219,7 +219,7 @@ struct Pool::State : detail::Caller {
       return;
     }
     std::shared_ptr<detail::WorkerProcess> proc = std::move(spawned.value());
-    auto channel = std::make_unique<detail::ShmChannel>(seg.get(), i, policy);
+    auto channel = std::make_unique<detail::ShmChannel>(seg.get(), i, policy, arena);
     auto hello = channel->await_hello(ipc::monotonic_ns() + ms_to_ns(cfg.startup_timeout));
     if (!hello.ok()) {
       Error e = detail::startup_error(hello.error(), *proc, cfg.startup_timeout);
@@ -320,7 +320,8 @@ struct Pool::State : detail::Caller {
         break;
       }
       case EventKind::exited: {
-        if (rt.starting) break;  // the starter reports it as a failed start
+        arena->arena.reclaim_dead();  // blocks the reaped worker held or pinned
+        if (rt.starting) break;       // the starter reports it as a failed start
         if (rt.retiring) {
           emit({PoolEvent::Kind::worker_retired,
                 ipc::monotonic_ns(),
@@ -391,6 +392,7 @@ struct Pool::State : detail::Caller {
       }
     }
     reclaim_orphans();
+    arena->arena.reclaim_dead();  // blocks of client processes that died
     // Overflow workers idle for too long retire.
     for (uint32_t i = cfg.size; i < slot_count(); ++i) {
       SlotRuntime& rt = *slots[i];
@@ -810,9 +812,11 @@ Expected<std::unique_ptr<Pool>> Pool::start(PoolConfig config) {
   g.session_capacity = c.session_capacity;
   g.request_ring_bytes = c.request_ring_bytes;
   g.response_ring_bytes = c.response_ring_bytes;
+  g.arena_bytes = detail::arena_bytes_for(c.payload_arena_bytes);
   auto seg = detail::create_segment(c.name, g);
   if (!seg.ok()) return seg.error();
   s->seg = std::move(seg.value());
+  s->arena = std::make_shared<detail::ArenaHandle>(s->seg);
   s->sessions = ipc::SessionTable(s->seg->sessions(), c.session_capacity,
                                   &s->seg->header().session_lock, uint32_t(::getpid()));
   s->policy = detail::to_policy(c.wait, c.spin);
@@ -877,15 +881,24 @@ Expected<Reply> Pool::execute_anonymous(std::string_view command, const Args& ar
   return s_->execute({}, command, args, options);
 }
 
+Expected<PayloadBuffer> Pool::alloc_payload(std::size_t n,
+                                            std::optional<std::chrono::milliseconds> timeout) {
+  const auto t = timeout.value_or(s_->cfg.checkout_timeout);
+  return detail::alloc_payload(s_->arena, n, ipc::monotonic_ns() + ms_to_ns(t), s_->policy);
+}
+
 std::future<Expected<Reply>> Pool::submit(std::string session_id, std::string command, Args args,
                                           ExecOptions options) {
-  auto payload =
-      std::make_shared<std::vector<uint8_t>>(options.payload.begin(), options.payload.end());
+  // A payload in one of our arena blocks is read in place (the caller keeps
+  // the PayloadBuffer alive); any other is copied now.
+  auto payload = std::make_shared<std::vector<uint8_t>>();
+  const bool in_arena = detail::in_own_block(*s_->arena, options.payload);
+  if (!in_arena) payload->assign(options.payload.begin(), options.payload.end());
   auto body = std::make_shared<std::vector<uint8_t>>(options.body.begin(), options.body.end());
   auto task = std::make_shared<std::packaged_task<Expected<Reply>()>>(
       [s = s_, session_id = std::move(session_id), command = std::move(command),
-       args = std::move(args), options, payload, body]() mutable {
-        options.payload = *payload;
+       args = std::move(args), options, payload, body, in_arena]() mutable {
+        if (!in_arena) options.payload = *payload;
         options.body = *body;
         return s->execute(session_id, command, args, options);
       });
@@ -946,6 +959,11 @@ PoolStatus Pool::status() const {
   st.checkout_timeouts = h.checkout_timeouts.load(std::memory_order_relaxed);
   st.session_table_full = h.session_table_full.load(std::memory_order_relaxed);
   st.reclaimed_from_dead_clients = s.clients_reclaimed.load(std::memory_order_relaxed);
+  st.arena_bytes = s.arena->arena.capacity();
+  const ipc::Arena::Usage u = s.arena->arena.usage();
+  st.arena_bytes_in_use = u.bytes;
+  st.arena_blocks_in_use = u.blocks;
+  st.arena_pinned_blocks = u.pinned;
   for (int c = 0; c <= int(Category::config_error); ++c) {
     st.errors_by_category[std::string(category_name(Category(c)))] =
         h.errors_by_category[c].load(std::memory_order_relaxed);

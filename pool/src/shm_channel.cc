@@ -1,5 +1,8 @@
 #include "pool/src/shm_channel.h"
 
+#include <cstring>
+#include <optional>
+
 namespace shmpool::detail {
 
 namespace {
@@ -33,12 +36,14 @@ Error error_from_envelope(const schema::Error* e) {
   return err;
 }
 
-ShmChannel::ShmChannel(ipc::Segment* segment, uint32_t slot, ipc::WaitPolicy policy)
+ShmChannel::ShmChannel(ipc::Segment* segment, uint32_t slot, ipc::WaitPolicy policy,
+                       std::shared_ptr<ArenaHandle> arena)
     : segment_(segment),
       slot_(slot),
       requests_(segment->request_ring(slot)),
       responses_(segment->response_ring(slot)),
-      policy_(policy) {}
+      policy_(policy),
+      arena_(arena && arena->arena.enabled() ? std::move(arena) : nullptr) {}
 
 void ShmChannel::release_held() {
   if (holding_) {
@@ -51,6 +56,28 @@ Expected<Reply> ShmChannel::await_hello(int64_t deadline_ns) { return await_repl
 
 Expected<Reply> ShmChannel::call(const CallSpec& spec) {
   release_held();
+  // Where the payload goes: in place if it is already in one of our arena
+  // blocks, else inline when small, else copied once into a temporary block.
+  std::span<const uint8_t> inline_payload = spec.payload;
+  std::optional<schema::ArenaRef> arena_ref;
+  PayloadBuffer temp;
+  if (arena_ && !spec.payload.empty()) {
+    ipc::BlockRef b;
+    uint64_t offset = 0;
+    if (arena_->arena.locate(spec.payload.data(), spec.payload.size(), &b, &offset)) {
+      arena_ref = schema::ArenaRef(b.index, 0, offset, spec.payload.size());
+      inline_payload = {};
+    } else if (spec.payload.size() > kInlinePayloadMax) {
+      auto buf = alloc_payload(arena_, spec.payload.size(), spec.deadline_ns, policy_);
+      if (!buf.ok()) return buf.error();
+      temp = std::move(buf.value());
+      std::memcpy(temp.begin(), spec.payload.data(), spec.payload.size());
+      ipc::BlockRef tb;
+      arena_->arena.locate(temp.begin(), temp.size(), &tb, &offset);
+      arena_ref = schema::ArenaRef(tb.index, 0, offset, temp.size());
+      inline_payload = {};
+    }
+  }
   fbb_.Clear();
   auto session = spec.session_id.empty()
                      ? 0
@@ -64,23 +91,22 @@ Expected<Reply> ShmChannel::call(const CallSpec& spec) {
   rb.add_command(command);
   if (!args.IsNull()) rb.add_args(args);
   if (!body.IsNull()) rb.add_body(body);
-  schema::PayloadRef ref = ipc::payload_ref_for(spec.payload.size());
-  if (!spec.payload.empty()) rb.add_payload(&ref);
+  schema::PayloadRef ref = ipc::payload_ref_for(inline_payload.size());
+  if (!inline_payload.empty()) rb.add_payload(&ref);
+  if (arena_ref) rb.add_arena_payload(&*arena_ref);
   rb.add_deadline_mono_ns(spec.deadline_ns);
   fbb_.Finish(rb.Finish());
 
   ipc::PayloadWriter pw;
-  pw.size = spec.payload.size();
-  pw.copy_from = spec.payload.data();
+  pw.size = inline_payload.size();
+  pw.copy_from = inline_payload.data();
   ipc::Errc e = ipc::write_frame(requests_, {fbb_.GetBufferPointer(), fbb_.GetSize()}, pw,
                                  spec.deadline_ns, policy_);
   switch (e) {
     case ipc::Errc::ok:
       break;
     case ipc::Errc::frame_too_large:
-      return make_error(Category::resource_error, "payload_too_large",
-                        "request does not fit in the request ring")
-          .with("bytes", std::to_string(spec.payload.size()))
+      return payload_too_large(spec.payload.size(), arena_ ? arena_->arena.capacity() : 0)
           .with("ring_bytes", std::to_string(requests_.capacity()));
     case ipc::Errc::ring_full:
       return make_error(Category::timeout_error, std::string(kOperationTimeout),
@@ -149,6 +175,25 @@ Expected<Reply> ShmChannel::await_reply(uint64_t id, int64_t deadline_ns) {
     if (r->result()) parts.result = {r->result()->data(), r->result()->size()};
     if (r->body()) parts.body = {r->body()->data(), r->body()->size()};
     parts.payload = view.payload;
+    if (const schema::ArenaRef* ar = r->arena_payload()) {
+      // The worker hands us a block it holds: take it, then bounds-check.
+      ipc::BlockRef b;
+      const pid_t worker = slot.worker_pid.load(std::memory_order_relaxed);
+      if (!arena_ || !view.payload.empty() ||
+          !arena_->arena.take(ar->block(), uint32_t(worker), &b)) {
+        responses_.release(frame);
+        return make_error(Category::protocol_error, "invalid_response",
+                          "reply payload block is not one the worker holds");
+      }
+      PayloadBuffer block(arena_, b.index, b.word, b.bytes.data(), b.bytes.size());
+      if (ar->offset() > b.bytes.size() || ar->length() > b.bytes.size() - ar->offset()) {
+        responses_.release(frame);
+        return make_error(Category::protocol_error, "invalid_response",
+                          "reply payload lies outside its block");
+      }
+      parts.payload = std::span<const uint8_t>(b.bytes.data() + ar->offset(), ar->length());
+      parts.block = std::move(block);
+    }
     if (view.payload.empty()) {
       responses_.release(frame);
     } else {

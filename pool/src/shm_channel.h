@@ -14,6 +14,7 @@
 
 #include "ipc/envelope.h"
 #include "ipc/segment.h"
+#include "pool/src/arena_handle.h"
 #include "shmpool/error.h"
 #include "shmpool/worker.h"
 
@@ -34,15 +35,22 @@ inline constexpr std::string_view kWorkerGone = "worker_crashed";
 inline constexpr std::string_view kOperationTimeout = "operation_timeout";
 inline constexpr std::string_view kPoolNotAvailable = "pool_not_available";
 
+// Payloads up to this size travel inside the frame; larger ones through the
+// payload arena (zero-copy when they are already in it), when there is one.
+inline constexpr std::size_t kInlinePayloadMax = 4096;
+
 class ShmChannel {
  public:
-  ShmChannel(ipc::Segment* segment, uint32_t slot, ipc::WaitPolicy policy);
+  // `arena`: the segment's payload arena (null or empty: payloads go inline).
+  ShmChannel(ipc::Segment* segment, uint32_t slot, ipc::WaitPolicy policy,
+             std::shared_ptr<ArenaHandle> arena = nullptr);
   ~ShmChannel() { release_held(); }
 
   // Waits for the worker's hello (a Response with id 0).
   Expected<Reply> await_hello(int64_t deadline_ns);
-  // Sends the request and waits for its reply. The reply's payload points
-  // into the response ring until release_held() or the next call.
+  // Sends the request and waits for its reply. An inline reply payload
+  // points into the response ring until release_held() or the next call; an
+  // arena one is held by the Reply.
   Expected<Reply> call(const CallSpec& spec);
   void release_held();
   // A client's "the owner died" flag: once set (and the response doorbell
@@ -55,6 +63,7 @@ class ShmChannel {
   uint32_t slot_;
   ipc::FrameRing requests_, responses_;
   ipc::WaitPolicy policy_;
+  std::shared_ptr<ArenaHandle> arena_;
   flatbuffers::FlatBufferBuilder fbb_{1024};
   ipc::Frame held_{};
   bool holding_ = false;

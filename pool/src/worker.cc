@@ -35,7 +35,8 @@ Reply::Reply(Parts p)
       result_(p.result),
       body_(p.body),
       payload_(p.payload),
-      owned_payload_(std::move(p.owned_payload)) {
+      owned_payload_(std::move(p.owned_payload)),
+      block_(std::move(p.block)) {
   if (!owned_payload_.empty()) payload_ = owned_payload_;
 }
 
@@ -45,7 +46,7 @@ flexbuffers::Reference Reply::value() const {
 }
 
 void Reply::own_payload() {
-  if (!payload_.empty() && owned_payload_.empty()) {
+  if (!payload_.empty() && owned_payload_.empty() && !block_) {
     owned_payload_.assign(payload_.begin(), payload_.end());
     payload_ = owned_payload_;
   }
@@ -53,7 +54,8 @@ void Reply::own_payload() {
 
 struct Worker::State {
   WorkerOptions opt;
-  std::unique_ptr<ipc::Segment> segment;  // before proc: outlives it
+  std::shared_ptr<ipc::Segment> segment;  // before proc: outlives it
+  std::shared_ptr<detail::ArenaHandle> arena;
   std::unique_ptr<detail::WorkerProcess> proc;
   std::optional<detail::ShmChannel> shm;
   std::optional<detail::PipeChannel> pipe;
@@ -93,14 +95,19 @@ Expected<std::unique_ptr<Worker>> Worker::start(WorkerOptions opt) {
     g.slot_count = 1;
     g.request_ring_bytes = opt.request_ring_bytes;
     g.response_ring_bytes = opt.response_ring_bytes;
+    g.arena_bytes = detail::arena_bytes_for(opt.payload_arena_bytes);
     auto seg = detail::create_segment(opt.name, g);
     if (!seg.ok()) return seg.error();
     s->segment = std::move(seg.value());
+    s->arena = std::make_shared<detail::ArenaHandle>(s->segment);
     ipc::Segment* segment = s->segment.get();
     segment->slot(0).worker_alive.store(
         1, std::memory_order_release);  // pairs with ShmChannel's acquire
     spec.args = detail::shm_worker_args(opt.name, 0, opt.wait, opt.spin, opt.handler_modules);
-    spec.on_exit = [segment](const detail::ExitInfo&) { detail::mark_worker_gone(*segment, 0); };
+    spec.on_exit = [segment](const detail::ExitInfo&) {
+      detail::mark_worker_gone(*segment, 0);
+      segment->arena().reclaim_dead();  // blocks the worker held
+    };
   } else {
     spec.pipe_stdio = true;
     spec.args = {"--transport", "pipe-json"};
@@ -112,10 +119,11 @@ Expected<std::unique_ptr<Worker>> Worker::start(WorkerOptions opt) {
   auto proc = detail::WorkerProcess::spawn(std::move(spec));
   if (!proc.ok()) return proc.error();
   s->proc = std::move(proc.value());
+  if (s->segment) s->segment->slot(0).worker_pid.store(s->proc->pid(), std::memory_order_relaxed);
   const int64_t deadline = ipc::monotonic_ns() + int64_t(opt.startup_timeout.count()) * 1'000'000;
   Expected<Reply> hello = [&]() -> Expected<Reply> {
     if (opt.transport == Transport::shm) {
-      s->shm.emplace(s->segment.get(), 0, policy);
+      s->shm.emplace(s->segment.get(), 0, policy, s->arena);
       return s->shm->await_hello(deadline);
     }
     s->pipe.emplace(s->proc->stdin_fd(), s->proc->stdout_fd());
@@ -188,6 +196,12 @@ Status Worker::stop(std::chrono::milliseconds grace) {
     s.segment.reset();
   }
   return {};
+}
+
+Expected<PayloadBuffer> Worker::alloc_payload(std::size_t n, std::chrono::milliseconds timeout) {
+  return detail::alloc_payload(s_->arena, n,
+                               ipc::monotonic_ns() + int64_t(timeout.count()) * 1'000'000,
+                               detail::to_policy(s_->opt.wait, s_->opt.spin));
 }
 
 pid_t Worker::pid() const { return s_->proc->pid(); }

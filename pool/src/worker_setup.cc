@@ -42,7 +42,8 @@ Expected<std::unique_ptr<ipc::Segment>> create_segment(const std::string& name,
     }
     case ipc::Errc::bad_layout:
       return make_error(Category::config_error, "invalid_ring_size",
-                        "ring sizes must be multiples of 64 between 4 KiB and 2 GiB; 1-1024 slots")
+                        "ring sizes must be multiples of 64 between 4 KiB and 2 GiB; 1-1024 slots; "
+                        "payload arena up to 64 GiB")
           .with("pool_name", name);
     case ipc::Errc::no_space: {
       ipc::Layout l{};
@@ -62,6 +63,10 @@ Expected<std::unique_ptr<ipc::Segment>> create_segment(const std::string& name,
           .with("pool_name", name)
           .with("reason", err.ok() ? std::string(ipc::errc_name(e)) : err.message());
   }
+}
+
+uint64_t arena_bytes_for(std::size_t configured) {
+  return (uint64_t(configured) + ipc::kArenaPage - 1) / ipc::kArenaPage * ipc::kArenaPage;
 }
 
 std::vector<std::string> shm_worker_args(const std::string& pool, uint32_t slot, WaitStrategy w,

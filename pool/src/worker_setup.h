@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ipc/segment.h"
+#include "pool/src/arena_handle.h"
 #include "pool/src/worker_process.h"
 #include "shmpool/error.h"
 #include "shmpool/worker.h"
@@ -22,6 +23,9 @@ ipc::WaitPolicy to_policy(WaitStrategy w, std::chrono::nanoseconds spin);
 // needed and available bytes).
 Expected<std::unique_ptr<ipc::Segment>> create_segment(const std::string& name,
                                                        const ipc::Geometry& g);
+
+// A configured arena size rounded up to whole arena pages.
+uint64_t arena_bytes_for(std::size_t configured);
 
 std::vector<std::string> shm_worker_args(const std::string& pool, uint32_t slot, WaitStrategy w,
                                          std::chrono::nanoseconds spin,

@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
 #include <unordered_map>
+#include <vector>
 
 #include "convert.h"
 #include "ipc/envelope.h"
@@ -25,8 +27,59 @@ namespace schema = shmpool::schema;
 namespace shmpool::pyworker {
 namespace {
 
-// What a handler sees of its call. Its views point into the request frame,
-// so every accessor raises once the call has returned.
+// Payloads up to this size travel inside the ring frame (and are copied into
+// a bytes object for Python); larger ones go through the payload arena.
+inline constexpr std::size_t kInlinePayloadMax = 4096;
+
+// python_shm_worker._native.ArenaError (a MemoryError): raised when the
+// arena cannot hold a block; its message is "<error type>: <text>", and the
+// worker answers resource_error/<error type>.
+PyObject* g_arena_error = nullptr;
+
+[[noreturn]] void raise_arena_error(const std::string& type, const std::string& text) {
+  PyErr_SetString(g_arena_error, (type + ": " + text).c_str());
+  throw py::error_already_set();
+}
+
+// How long the worker waits for arena space: at most 1 s, and ending before
+// the call's deadline so the caller gets arena_exhausted, not a timeout.
+int64_t alloc_deadline(int64_t call_deadline_ns) {
+  const int64_t cap = ipc::monotonic_ns() + 1'000'000'000;
+  if (call_deadline_ns <= 0) return cap;
+  return std::min(cap, call_deadline_ns - 5'000'000);
+}
+
+// Bytes in shared memory handed to Python through the buffer protocol.
+// Python owns it (memoryviews and numpy arrays keep it alive). While the
+// call runs it views an arena block; after the call, a SharedBuffer that is
+// still referenced keeps its block alive (pinned, or still held by this
+// worker) and lets it go in its destructor, so a view never reads memory
+// that was reused. A stale one exports zero bytes.
+class SharedBuffer {
+ public:
+  enum class Hold { none, pinned, held };
+  uint8_t* ptr = nullptr;
+  std::size_t len = 0;
+  bool writable = false;
+  bool live = true;  // false: exports nothing
+  ipc::Arena* arena = nullptr;
+  uint32_t index = 0;
+  uint64_t word = 0;
+  Hold hold = Hold::none;
+
+  SharedBuffer() = default;
+  SharedBuffer(const SharedBuffer&) = delete;
+  SharedBuffer& operator=(const SharedBuffer&) = delete;
+  ~SharedBuffer() { let_go(); }
+  void let_go() {
+    if (hold == Hold::pinned) arena->unpin(index);
+    if (hold == Hold::held) arena->free(index, word);
+    hold = Hold::none;
+  }
+};
+
+// What a handler sees of its call. Every accessor raises once the call has
+// returned.
 class Context {
  public:
   bool valid = false;
@@ -35,6 +88,16 @@ class Context {
   const flatbuffers::String* command = nullptr;
   std::span<const uint8_t> payload_bytes;
   std::span<const uint8_t> body_bytes;
+  // The request payload in the arena (payload_block set), else inline.
+  bool payload_in_arena = false;
+  uint32_t payload_block = 0;
+  uint64_t payload_word = 0;
+  ipc::Arena* arena = nullptr;
+  int64_t deadline_ns = 0;
+  ipc::WaitPolicy policy;
+  // Created on first use, dropped after the call (see ShmWorker::finish_views).
+  py::object payload_view, payload_owner;  // memoryview, and the SharedBuffer behind it
+  py::object output_view, output_owner;
 
   void check() const {
     if (!valid) throw py::value_error("this Context belongs to a call that has ended");
@@ -48,15 +111,69 @@ class Context {
     check();
     return command ? py::str(command->c_str(), command->size()) : py::str("");
   }
-  py::memoryview payload() const {
+  py::object payload() {
     check();
-    return py::memoryview::from_memory(static_cast<const void*>(payload_bytes.data()),
-                                       py::ssize_t(payload_bytes.size()));
+    if (!payload_view) {
+      if (payload_in_arena) {
+        payload_owner =
+            make_buffer(const_cast<uint8_t*>(payload_bytes.data()), payload_bytes.size(), false);
+        payload_view = py::memoryview(payload_owner);
+      } else {
+        // Small and inline in the ring: a private copy, safe to keep.
+        py::bytes copy(reinterpret_cast<const char*>(payload_bytes.data()), payload_bytes.size());
+        payload_view = py::memoryview(copy);
+      }
+    }
+    return payload_view;
+  }
+  py::object alloc_output(std::size_t n) {
+    check();
+    if (output_view) throw py::value_error("alloc_output() may be called once per call");
+    if (arena && arena->enabled()) {
+      ipc::BlockRef b;
+      ipc::Errc e;
+      {
+        py::gil_scoped_release nogil;
+        e = arena->alloc(n, alloc_deadline(deadline_ns), policy, &b);
+      }
+      if (e == ipc::Errc::frame_too_large) {
+        raise_arena_error("payload_too_large", "output of " + std::to_string(n) +
+                                                   " bytes is larger than the payload arena (" +
+                                                   std::to_string(arena->capacity()) + " bytes)");
+      }
+      if (e != ipc::Errc::ok) {
+        raise_arena_error("arena_exhausted", "no free arena block of " + std::to_string(n) +
+                                                 " bytes before the call's deadline");
+      }
+      output_owner = make_buffer(b.bytes.data(), n, true);
+      auto* sb = output_owner.cast<SharedBuffer*>();
+      sb->index = b.index;
+      sb->word = b.word;
+      sb->hold = SharedBuffer::Hold::held;
+    } else {
+      // No arena: a private buffer, copied into the response frame.
+      output_owner = py::reinterpret_steal<py::object>(PyByteArray_FromStringAndSize(nullptr, 0));
+      if (PyByteArray_Resize(output_owner.ptr(), py::ssize_t(n)) != 0)
+        throw py::error_already_set();
+    }
+    output_view = py::memoryview(output_owner);
+    return output_view;
   }
   py::memoryview body() const {
     check();
     return py::memoryview::from_memory(static_cast<const void*>(body_bytes.data()),
                                        py::ssize_t(body_bytes.size()));
+  }
+
+ private:
+  py::object make_buffer(uint8_t* p, std::size_t n, bool writable) {
+    py::object o = py::cast(new SharedBuffer(), py::return_value_policy::take_ownership);
+    auto* sb = o.cast<SharedBuffer*>();
+    sb->ptr = p;
+    sb->len = n;
+    sb->writable = writable;
+    sb->arena = arena;
+    return o;
   }
 };
 
@@ -99,6 +216,7 @@ class ShmWorker {
     if (owner_pid > 0) start_owner_watch(owner_pid);
     requests_ = segment_->request_ring(slot);
     responses_ = segment_->response_ring(slot);
+    arena_ = segment_->arena();
   }
 
   // Sends the hello frame (a Response with id 0 carrying `info`), then
@@ -203,7 +321,26 @@ class ShmWorker {
     ctx->body_bytes = req->body()
                           ? std::span<const uint8_t>(req->body()->data(), req->body()->size())
                           : std::span<const uint8_t>();
+    ctx->payload_in_arena = false;
+    ctx->arena = &arena_;
+    ctx->deadline_ns = req->deadline_mono_ns();
+    ctx->policy = policy_;
+    if (const schema::ArenaRef* ar = req->arena_payload()) {
+      std::span<uint8_t> bytes;
+      if (arena_.resolve(ar->block(), ar->offset(), ar->length(), &bytes, &ctx->payload_word) !=
+          ipc::Errc::ok) {
+        ctx->valid = false;
+        requests_.release(frame);
+        send_error(id, "protocol_error", "invalid_request",
+                   "request payload reference failed validation", {});
+        return true;
+      }
+      ctx->payload_bytes = bytes;
+      ctx->payload_in_arena = true;
+      ctx->payload_block = ar->block();
+    }
     py::handle pyctx = ctx_obj_;
+    std::string err_category = "handler_error", err_kind = "handler_exception";
     std::string err_type, err_msg, err_tb;
     bool ok = false;
     py::object result;
@@ -214,61 +351,212 @@ class ShmWorker {
       result = handler(args, pyctx);
       ok = true;
     } catch (py::error_already_set& ex) {
-      err_type = py::str(ex.type().attr("__name__"));
-      err_msg = py::str(ex.value());
-      try {
-        py::object tb = py::module_::import("traceback")
-                            .attr("format_exception")(ex.type(), ex.value(), ex.trace());
-        err_tb = py::str("").attr("join")(tb).cast<std::string>();
-      } catch (...) {
-      }
+      describe(ex, &err_category, &err_kind, &err_type, &err_msg, &err_tb);
     }
     ctx->valid = false;
     if (ok) {
-      // Encode while the request frame is still held (the result may view it).
       try {
         fbb_.Clear();
         flex_.Clear();
-        py::handle value = result;
-        py::object payload_obj;
-        if (!output_type_.is_none() && py::isinstance(result, output_type_)) {
-          value = result.attr("value");
-          payload_obj = result.attr("payload");
-        }
-        py_to_flex(flex_, nullptr, value);
-        flex_.Finish();
-        if (payload_obj && !payload_obj.is_none()) {
-          Py_buffer view;
-          if (PyObject_GetBuffer(payload_obj.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0)
-            throw py::error_already_set();
-          std::span<const uint8_t> bytes(static_cast<const uint8_t*>(view.buf), size_t(view.len));
-          ipc::Errc e = send_ok(id, bytes);
-          PyBuffer_Release(&view);
-          requests_.release(frame);
-          if (e == ipc::Errc::frame_too_large) {
-            send_error(id, "resource_error", "payload_too_large",
-                       "result payload does not fit in the response ring",
-                       {{"bytes", std::to_string(bytes.size())}});
-          }
-          return true;
-        }
+        OutPayload out;
+        encode_result(std::move(result), &out);
+        finish_views();
         requests_.release(frame);
-        if (send_ok(id, {}) == ipc::Errc::frame_too_large) {
+        ipc::Errc e = send_ok(id, out.inline_bytes, out.in_arena ? &out.ref : nullptr);
+        if (e == ipc::Errc::frame_too_large) {
+          if (out.in_arena) arena_.free(out.ref.block(), out.word);
           send_error(id, "resource_error", "result_too_large",
-                     "result does not fit in the response ring", {});
+                     "result does not fit in the response ring",
+                     {{"bytes", std::to_string(out.inline_bytes.size())}});
         }
+        exit_if_unsafe();
         return true;
       } catch (py::error_already_set& ex) {
-        err_type = py::str(ex.type().attr("__name__"));
-        err_msg =
-            std::string("cannot encode the handler's result: ") + std::string(py::str(ex.value()));
+        describe(ex, &err_category, &err_kind, &err_type, &err_msg, &err_tb);
+        if (err_category == "handler_error")
+          err_msg = "cannot encode the handler's result: " + err_msg;
       }
     }
+    result = py::object();
+    finish_views();
     requests_.release(frame);
     send_error(
-        id, "handler_error", "handler_exception", err_msg,
+        id, err_category, err_kind, err_msg,
         {{"exception_type", err_type}, {"traceback", err_tb}, {"command", std::string(cmd)}});
+    exit_if_unsafe();
     return true;
+  }
+
+  void describe(py::error_already_set& ex, std::string* category, std::string* kind,
+                std::string* type, std::string* msg, std::string* tb) {
+    *type = py::str(ex.type().attr("__name__"));
+    *msg = py::str(ex.value());
+    if (ex.matches(g_arena_error)) {
+      // "<type>: <message>" from Context::alloc_output
+      *category = "resource_error";
+      auto colon = msg->find(": ");
+      *kind = msg->substr(0, colon);
+      if (colon != std::string::npos) *msg = msg->substr(colon + 2);
+      return;
+    }
+    try {
+      py::object lines = py::module_::import("traceback")
+                             .attr("format_exception")(ex.type(), ex.value(), ex.trace());
+      *tb = py::str("").attr("join")(lines).cast<std::string>();
+    } catch (...) {
+    }
+  }
+
+  // Where the reply's payload is: inline bytes (copied into the frame) or an
+  // arena block this worker holds and the caller takes.
+  struct OutPayload {
+    std::span<const uint8_t> inline_bytes;
+    bool in_arena = false;
+    schema::ArenaRef ref;
+    uint64_t word = 0;
+  };
+
+  // Encodes the handler's value into flex_ and places its payload:
+  // `Output(value, payload)`, a bytes-like result (the payload, value None),
+  // or the block from ctx.alloc_output. A payload already in the output
+  // block is sent in place; any other is copied once.
+  void encode_result(py::object result, OutPayload* out) {
+    Context* ctx = ctx_;
+    py::object value = result, payload_obj;
+    if (!output_type_.is_none() && py::isinstance(result, output_type_)) {
+      value = result.attr("value");
+      payload_obj = result.attr("payload");
+      if (payload_obj.is_none()) payload_obj = py::object();
+    } else if (!result.is_none() && PyObject_CheckBuffer(result.ptr())) {
+      value = py::none();
+      payload_obj = result;
+    }
+    py_to_flex(flex_, nullptr, value);
+    flex_.Finish();
+    value = py::object();
+    result = py::object();
+    if (!payload_obj && ctx->output_view) payload_obj = ctx->output_view;
+    if (!payload_obj) return;
+    Py_buffer view;
+    if (PyObject_GetBuffer(payload_obj.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0)
+      throw py::error_already_set();
+    std::span<const uint8_t> bytes(static_cast<const uint8_t*>(view.buf), size_t(view.len));
+    SharedBuffer* ob = ctx->output_owner && py::isinstance<SharedBuffer>(ctx->output_owner)
+                           ? ctx->output_owner.cast<SharedBuffer*>()
+                           : nullptr;
+    const bool in_output = ob && !bytes.empty() && bytes.data() >= ob->ptr &&
+                           bytes.data() + bytes.size() <= ob->ptr + ob->len;
+    if (in_output) {
+      const uint64_t offset = uint64_t(bytes.data() - ob->ptr);
+      PyBuffer_Release(&view);
+      payload_obj = py::object();
+      py::object kept;
+      if (!detach_view(ctx->output_view, ctx->output_owner, &kept)) {
+        // Nothing in Python can reach the block any more: hand it over.
+        out->in_arena = true;
+        out->ref = schema::ArenaRef(ob->index, 0, offset, bytes.size());
+        out->word = ob->word;
+        ob->hold = SharedBuffer::Hold::none;
+        ob->live = false;
+        return;
+      }
+      // A view of it outlives the call: it stays ours; the caller gets a copy.
+      copy_out(std::span<const uint8_t>(ob->ptr + offset, bytes.size()), out);
+      return;
+    }
+    try {
+      copy_out(bytes, out);
+    } catch (...) {
+      PyBuffer_Release(&view);
+      throw;
+    }
+    PyBuffer_Release(&view);
+  }
+
+  // Copies a payload for the reply: inline when small (or without an arena),
+  // else into a new arena block.
+  void copy_out(std::span<const uint8_t> bytes, OutPayload* out) {
+    if (bytes.size() > kInlinePayloadMax && arena_.enabled()) {
+      ipc::BlockRef b;
+      ipc::Errc e;
+      {
+        py::gil_scoped_release nogil;
+        e = arena_.alloc(bytes.size(), alloc_deadline(ctx_->deadline_ns), policy_, &b);
+      }
+      if (e == ipc::Errc::ok) {
+        std::memcpy(b.bytes.data(), bytes.data(), bytes.size());
+        out->in_arena = true;
+        out->ref = schema::ArenaRef(b.index, 0, 0, bytes.size());
+        out->word = b.word;
+        return;
+      }
+      if (bytes.size() > responses_.capacity() / 2) {
+        raise_arena_error("arena_exhausted", "no arena block of " + std::to_string(bytes.size()) +
+                                                 " bytes for the result payload");
+      }
+    }
+    scratch_.assign(bytes.begin(), bytes.end());
+    out->inline_bytes = scratch_;
+  }
+
+  // Drops the Context's references to a view and its SharedBuffer and
+  // releases the view; *kept receives the SharedBuffer (drop it after
+  // deciding what its block becomes). True if Python code still reaches it
+  // (a numpy array or a memoryview made from the view, a global): its block
+  // must then outlive the call.
+  static bool detach_view(py::object& view, py::object& owner, py::object* kept) {
+    py::object& o = *kept;
+    o = std::move(owner);
+    owner = py::object();
+    if (view) {
+      try {
+        view.attr("release")();
+      } catch (py::error_already_set&) {
+        // Buffers exported from the view itself: it stays, so does the block.
+      }
+      view = py::object();
+    }
+    return o && Py_REFCNT(o.ptr()) > 1;
+  }
+
+  // After the handler: drops the Context's views. A view nothing else
+  // reaches is released; one that is still reachable keeps its block alive:
+  // the request block pinned, the output block held by this worker, until
+  // the last view dies.
+  void finish_views() {
+    Context* ctx = ctx_;
+    if (ctx->payload_owner) {
+      auto* sb = ctx->payload_owner.cast<SharedBuffer*>();
+      py::object kept;
+      if (!detach_view(ctx->payload_view, ctx->payload_owner, &kept)) {
+        sb->live = false;
+      } else if (arena_.pin(ctx->payload_block, ctx->payload_word)) {
+        sb->index = ctx->payload_block;
+        sb->hold = SharedBuffer::Hold::pinned;
+      } else {
+        // Pinned by another worker already: we cannot keep it safely.
+        unsafe_ = true;
+      }
+    }
+    ctx->payload_view = py::object();
+    if (ctx->output_owner && py::isinstance<SharedBuffer>(ctx->output_owner)) {
+      auto* sb = ctx->output_owner.cast<SharedBuffer*>();
+      py::object kept;
+      if (!detach_view(ctx->output_view, ctx->output_owner, &kept)) {
+        sb->live = false;
+        sb->let_go();
+      }
+    }
+    ctx->output_view = ctx->output_owner = py::object();
+  }
+
+  void exit_if_unsafe() {
+    if (!unsafe_) return;
+    static const char msg[] =
+        "python_shm_worker: a view of a request payload outlived its call while another worker "
+        "pinned the same block; exiting so it cannot read reused memory\n";
+    [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
+    _exit(75);
   }
 
   // The handler registered for `cmd`, or null. The registry dict is looked up
@@ -288,7 +576,8 @@ class ShmWorker {
   }
 
   // fbb_ is cleared and flex_ holds the finished result (or is empty).
-  ipc::Errc send_ok(uint64_t id, std::span<const uint8_t> payload) {
+  ipc::Errc send_ok(uint64_t id, std::span<const uint8_t> payload,
+                    const schema::ArenaRef* arena_ref = nullptr) {
     flatbuffers::Offset<flatbuffers::Vector<uint8_t>> result;
     if (flex_.GetSize() > 0) result = fbb_.CreateVector(flex_.GetBuffer());
     schema::ResponseBuilder rb(fbb_);
@@ -297,6 +586,7 @@ class ShmWorker {
     if (!result.IsNull()) rb.add_result(result);
     schema::PayloadRef ref = ipc::payload_ref_for(payload.size());
     if (!payload.empty()) rb.add_payload(&ref);
+    if (arena_ref) rb.add_arena_payload(arena_ref);
     fbb_.Finish(rb.Finish());
     return write(payload);
   }
@@ -335,6 +625,9 @@ class ShmWorker {
   }
 
   std::unique_ptr<ipc::Segment> segment_;
+  ipc::Arena arena_;
+  std::vector<uint8_t> scratch_;
+  bool unsafe_ = false;
   uint32_t slot_index_;
   ipc::FrameRing requests_, responses_;
   ipc::WaitPolicy policy_;
@@ -367,7 +660,21 @@ PYBIND11_MODULE(_native, m) {
       .def_property_readonly("command", &Context::command_name)
       .def_property_readonly("payload", &Context::payload,
                              "Read-only memoryview of the request payload, in shared memory.")
-      .def_property_readonly("body", &Context::body, "Typed nested FlatBuffer body (read-only).");
+      .def_property_readonly("body", &Context::body, "Typed nested FlatBuffer body (read-only).")
+      .def("alloc_output", &Context::alloc_output, py::arg("n"),
+           "Writable memoryview of n bytes in shared memory for the reply's payload.");
+  g_arena_error =
+      PyErr_NewException("python_shm_worker._native.ArenaError", PyExc_MemoryError, nullptr);
+  m.attr("ArenaError") = py::handle(g_arena_error);
+  py::class_<SharedBuffer>(m, "SharedBuffer", py::buffer_protocol(),
+                           "Bytes in shared memory (see Context.payload).")
+      .def_buffer([](SharedBuffer& b) -> py::buffer_info {
+        // A stale buffer exports nothing (never reused memory); pybind11
+        // cannot raise from here.
+        static uint8_t none = 0;
+        if (!b.live) return py::buffer_info(&none, 1, "B", 1, {0}, {1}, true);
+        return py::buffer_info(b.ptr, 1, "B", 1, {py::ssize_t(b.len)}, {1}, !b.writable);
+      });
   py::class_<ShmWorker>(m, "ShmWorker")
       .def(py::init<const std::string&, uint32_t, int, const std::string&, int64_t>(),
            py::arg("pool"), py::arg("slot"), py::arg("owner_pid"), py::arg("wait_strategy"),

@@ -114,3 +114,123 @@ def announce_and_sleep(args, ctx):
     print("SLEEPING", os.getpid(), flush=True)
     time.sleep(int(args.get("ms", 10)) / 1000.0)
     return {"pid": os.getpid()}
+
+
+# --- payload arena ---------------------------------------------------------
+
+@command("echo_inplace")
+def echo_inplace(args, ctx):
+    """Echoes the payload through a block from ctx.alloc_output (no copy back)."""
+    out = ctx.alloc_output(len(ctx.payload))
+    out[:] = ctx.payload
+    return out
+
+
+@command("numpy_double")
+def numpy_double(args, ctx):
+    """Doubles an array into the output block, written in place by numpy."""
+    import numpy as np
+    dtype = np.dtype(args["dtype"])
+    src = np.frombuffer(ctx.payload, dtype=dtype)
+    out = ctx.alloc_output(src.nbytes)
+    dst = np.frombuffer(out, dtype=dtype)
+    np.multiply(src, 2, out=dst, casting="unsafe")
+    return {"n": int(src.size), "src_writeable": bool(src.flags.writeable)}
+
+
+@command("numpy_double_copy")
+def numpy_double_copy(args, ctx):
+    """Returns a new numpy array: copied once into shared memory."""
+    import numpy as np
+    return np.frombuffer(ctx.payload, dtype=np.dtype(args["dtype"])) * 2
+
+
+KEPT_VIEW = None
+
+
+@command("keep_view")
+def keep_view(args, ctx):
+    """Keeps a numpy view of the payload past the call (pins the block)."""
+    global KEPT_VIEW
+    import numpy as np
+    KEPT_VIEW = np.frombuffer(ctx.payload, dtype=np.uint8)
+    return {"n": int(KEPT_VIEW.size)}
+
+
+@command("read_kept")
+def read_kept(args, ctx):
+    return {"sum": int(KEPT_VIEW.sum()), "first": int(KEPT_VIEW[0]), "n": int(KEPT_VIEW.size)}
+
+
+@command("drop_kept")
+def drop_kept(args, ctx):
+    global KEPT_VIEW
+    KEPT_VIEW = None
+    return {}
+
+
+KEPT_OUTPUT = None
+
+
+@command("keep_output")
+def keep_output(args, ctx):
+    """Returns its output block but keeps a view of it (a numpy array when
+    args["numpy"], else the memoryview itself)."""
+    global KEPT_OUTPUT
+    out = ctx.alloc_output(int(args["n"]))
+    out[:] = b"\x05" * len(out)
+    if args.get("numpy"):
+        import numpy as np
+        KEPT_OUTPUT = np.frombuffer(out, dtype=np.uint8)
+    else:
+        KEPT_OUTPUT = out
+    return out
+
+
+@command("touch_kept")
+def touch_kept(args, ctx):
+    """Reads the kept payload view or output view; reports a stale-view error."""
+    view = KEPT_OUTPUT if args.get("output") else KEPT_PAYLOAD
+    try:
+        return {"raised": False, "first": int(view[0])}
+    except ValueError as exc:
+        return {"raised": True, "message": str(exc)}
+
+
+KEPT_PAYLOAD = None
+
+
+@command("keep_payload")
+def keep_payload(args, ctx):
+    """Keeps the ctx.payload memoryview itself past the call."""
+    global KEPT_PAYLOAD
+    KEPT_PAYLOAD = ctx.payload
+    return {}
+
+
+@command("drop_output")
+def drop_output(args, ctx):
+    global KEPT_OUTPUT, KEPT_PAYLOAD
+    KEPT_OUTPUT = None
+    KEPT_PAYLOAD = None
+    return {}
+
+
+@command("alloc_output")
+def alloc_output(args, ctx):
+    """Allocates an output block of n bytes and returns {"n": n} (block = payload)."""
+    n = int(args["n"])
+    ctx.alloc_output(n)
+    return {"n": n}
+
+
+@command("alloc_and_die")
+def alloc_and_die(args, ctx):
+    ctx.alloc_output(int(args["n"]))
+    os._exit(3)
+
+
+@command("alloc_and_fail")
+def alloc_and_fail(args, ctx):
+    ctx.alloc_output(int(args["n"]))
+    raise RuntimeError("failed after allocating")

@@ -68,10 +68,16 @@ class Client {
   Expected<Reply> execute_anonymous(std::string_view command, const Args& args = empty_args(),
                                     const ExecOptions& options = {});
   // Runs the call on a thread of its own (std::async: the future's
-  // destructor waits for it); the payload is copied. An empty session_id
+  // destructor waits for it). The payload is copied unless it lies in a
+  // PayloadBuffer, which must then outlive the call. An empty session_id
   // makes an anonymous call.
   std::future<Expected<Reply>> submit(std::string session_id, std::string command,
                                       Args args = empty_args(), ExecOptions options = {});
+
+  // As Pool::alloc_payload, in the same arena (blocks are held by this
+  // process; the owner reclaims them if it dies).
+  Expected<PayloadBuffer> alloc_payload(
+      std::size_t n, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
 
   Status end_session(std::string_view session_id);
   std::optional<SessionInfo> session(std::string_view session_id) const;

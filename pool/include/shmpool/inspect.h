@@ -38,6 +38,8 @@ struct PoolSnapshot {
   uint64_t segment_bytes = 0;
   uint32_t slot_count = 0, session_capacity = 0;
   uint64_t request_ring_bytes = 0, response_ring_bytes = 0;
+  uint64_t arena_bytes = 0, arena_bytes_in_use = 0;  // payload arena size and live blocks' bytes
+  uint32_t arena_blocks_in_use = 0, arena_pinned_blocks = 0;
   double uptime_s = 0;
   uint64_t calls = 0, checkout_timeouts = 0, session_table_full = 0;
   std::map<std::string, uint64_t> errors_by_category;  // every category, zeros included

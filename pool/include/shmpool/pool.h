@@ -92,6 +92,10 @@ struct PoolConfig {
   std::chrono::nanoseconds spin{50'000};
   std::size_t request_ring_bytes = 4u << 20;
   std::size_t response_ring_bytes = 4u << 20;
+  // Shared payload arena for payloads above 4 KiB, both ways (rounded up to
+  // 4 KiB pages; 0 = none: payloads then travel in the rings). Pre-allocated
+  // in /dev/shm with the rest of the segment. See payload.h.
+  std::size_t payload_arena_bytes = 64u << 20;
   LogCallback log;                 // worker stdout/stderr lines
   EventCallback on_event;          // worker, call and session events (see PoolEvent)
   std::function<int64_t()> clock;  // ns, for session times; default CLOCK_MONOTONIC
@@ -100,9 +104,11 @@ struct PoolConfig {
 struct ExecOptions {
   std::optional<std::chrono::milliseconds> checkout_timeout;   // default: the pool's
   std::optional<std::chrono::milliseconds> operation_timeout;  // default: the pool's
-  std::span<const uint8_t> payload;  // copied once into the worker's request ring
-  std::span<const uint8_t> body;     // typed nested FlatBuffer
-  bool affinity = true;              // prefer the idle worker that served the session last
+  // Read in place when it lies in a PayloadBuffer from alloc_payload();
+  // otherwise copied once (see payload.h).
+  std::span<const uint8_t> payload;
+  std::span<const uint8_t> body;  // typed nested FlatBuffer
+  bool affinity = true;           // prefer the idle worker that served the session last
 };
 
 struct SessionInfo {
@@ -133,6 +139,8 @@ struct PoolStatus {
   uint64_t calls = 0, successes = 0, timeouts = 0, checkout_timeouts = 0;
   uint64_t session_table_full = 0;
   uint64_t reclaimed_from_dead_clients = 0;  // slots taken back from client processes that died
+  uint64_t arena_bytes = 0, arena_bytes_in_use = 0;  // payload arena size and live blocks' bytes
+  uint32_t arena_blocks_in_use = 0, arena_pinned_blocks = 0;
   std::map<std::string, uint64_t> errors_by_category;
   double latency_p50_us = 0, latency_p99_us = 0;  // from a log2 histogram
   bool shutting_down = false;
@@ -152,10 +160,18 @@ class Pool {
                                      const ExecOptions& options = {});
   Expected<Reply> execute_anonymous(std::string_view command, const Args& args = empty_args(),
                                     const ExecOptions& options = {});
-  // Runs the call on the pool's own threads; the payload is copied. An empty
+  // Runs the call on the pool's own threads. The payload is copied unless it
+  // lies in a PayloadBuffer, which must then outlive the call. An empty
   // session_id makes an anonymous call.
   std::future<Expected<Reply>> submit(std::string session_id, std::string command,
                                       Args args = empty_args(), ExecOptions options = {});
+
+  // A block of n bytes in the payload arena: fill data() and pass it as
+  // ExecOptions::payload, no copy. Waits up to `timeout` (default: the
+  // checkout timeout) for space; resource_error/payload_too_large if n
+  // exceeds the arena, resource_error/arena_exhausted after the timeout.
+  Expected<PayloadBuffer> alloc_payload(std::size_t n,
+                                        std::optional<std::chrono::milliseconds> timeout = {});
 
   // Ends a session (config_error/unknown_session if absent).
   Status end_session(std::string_view session_id);

@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "shmpool/error.h"
+#include "shmpool/payload.h"
 #include "shmpool/value.h"
 
 // Where workers find the python_shm_worker package. An installed shmpool's
@@ -70,8 +71,11 @@ struct WorkerOptions {
   std::chrono::nanoseconds spin{50'000};
   std::size_t request_ring_bytes = 4u << 20;   // largest request frame, payload included
   std::size_t response_ring_bytes = 4u << 20;  // largest response frame
-  LogCallback log;                             // default: lines go to our stderr
-  std::string name;                            // segment name (shm); default: unique "w<pid>-<n>"
+  // Shared payload arena for payloads above 4 KiB (rounded up to 4 KiB
+  // pages; 0 = none: payloads then travel in the rings). See payload.h.
+  std::size_t payload_arena_bytes = 16u << 20;
+  LogCallback log;   // default: lines go to our stderr
+  std::string name;  // segment name (shm); default: unique "w<pid>-<n>"
 };
 
 struct CallOptions {
@@ -82,9 +86,11 @@ struct CallOptions {
 
 // A successful reply. Move-only. value() and body() are backed by a private
 // copy of the verified envelope and live as long as the Reply. payload():
-// from Worker::call over shm it points into the worker's response ring and is
-// valid until the next call on that Worker (or its destruction); from a Pool
-// or over pipe_json it is owned by the Reply.
+// above 4 KiB it is an arena block in shared memory, read in place and held
+// by the Reply until it is destroyed (see payload.h); a small one from
+// Worker::call over shm points into the worker's response ring and is valid
+// until the next call on that Worker; from a Pool, a Client or over
+// pipe_json a small one is owned by the Reply.
 class Reply {
  public:
   Reply() = default;
@@ -111,6 +117,7 @@ class Reply {
   std::span<const uint8_t> body_;
   std::span<const uint8_t> payload_;
   std::vector<uint8_t> owned_payload_;
+  PayloadBuffer block_;  // an arena payload, held until the Reply dies
 };
 
 struct Reply::Parts {
@@ -118,6 +125,7 @@ struct Reply::Parts {
   std::vector<uint8_t> storage;
   std::span<const uint8_t> result, body, payload;
   std::vector<uint8_t> owned_payload;
+  PayloadBuffer block;
 };
 
 class Worker {
@@ -137,6 +145,12 @@ class Worker {
   // resource_error/payload_too_large.
   Expected<Reply> call(std::string_view command, const Args& args = empty_args(),
                        std::span<const uint8_t> payload = {}, const CallOptions& options = {});
+
+  // A block of n bytes in the payload arena (shm only): fill it and pass
+  // data() as a call's payload, no copy. resource_error/payload_too_large
+  // if n exceeds the arena, resource_error/arena_exhausted after `timeout`.
+  Expected<PayloadBuffer> alloc_payload(
+      std::size_t n, std::chrono::milliseconds timeout = std::chrono::milliseconds(5000));
 
   // Asks the worker to exit, waits up to `grace`, then SIGKILL; reaps it and
   // removes the segment. Idempotent.

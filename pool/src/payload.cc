@@ -1,0 +1,66 @@
+#include "shmpool/payload.h"
+
+#include <string>
+
+#include "pool/src/arena_handle.h"
+
+namespace shmpool {
+
+PayloadBuffer& PayloadBuffer::operator=(PayloadBuffer&& o) noexcept {
+  if (this != &o) {
+    reset();
+    arena_ = std::move(o.arena_);
+    index_ = o.index_;
+    word_ = o.word_;
+    ptr_ = o.ptr_;
+    size_ = o.size_;
+    o.ptr_ = nullptr;
+    o.size_ = 0;
+  }
+  return *this;
+}
+
+void PayloadBuffer::reset() {
+  if (arena_) arena_->arena.free(index_, word_);
+  arena_.reset();
+  ptr_ = nullptr;
+  size_ = 0;
+}
+
+namespace detail {
+
+bool in_own_block(const ArenaHandle& arena, std::span<const uint8_t> bytes) {
+  ipc::BlockRef b;
+  uint64_t offset = 0;
+  return !bytes.empty() && arena.arena.locate(bytes.data(), bytes.size(), &b, &offset);
+}
+
+Error payload_too_large(std::size_t bytes, uint64_t arena_bytes) {
+  return make_error(Category::resource_error, "payload_too_large",
+                    arena_bytes ? "payload is larger than the payload arena"
+                                : "payload is larger than the request ring and there is no "
+                                  "payload arena")
+      .with("bytes", std::to_string(bytes))
+      .with("arena_bytes", std::to_string(arena_bytes));
+}
+
+Expected<PayloadBuffer> alloc_payload(const std::shared_ptr<ArenaHandle>& arena, std::size_t n,
+                                      int64_t deadline_ns, const ipc::WaitPolicy& policy) {
+  const uint64_t cap = arena ? arena->arena.capacity() : 0;
+  if (!arena || !arena->arena.enabled() || n > cap) return payload_too_large(n, cap);
+  ipc::BlockRef b;
+  ipc::Errc e = arena->arena.alloc(n, deadline_ns, policy, &b);
+  if (e == ipc::Errc::frame_too_large) return payload_too_large(n, cap);
+  if (e != ipc::Errc::ok) {
+    auto u = arena->arena.usage();
+    return make_error(Category::resource_error, "arena_exhausted",
+                      "no free payload arena block before the deadline")
+        .with("bytes", std::to_string(n))
+        .with("arena_bytes", std::to_string(cap))
+        .with("arena_bytes_in_use", std::to_string(u.bytes));
+  }
+  return PayloadBuffer(arena, b.index, b.word, b.bytes.data(), n);
+}
+
+}  // namespace detail
+}  // namespace shmpool
