@@ -44,6 +44,7 @@ shmpool::Worker& worker(Transport t) {
     o.transport = t;
     o.request_ring_bytes = 8u << 20;
     o.response_ring_bytes = 8u << 20;
+    o.payload_arena_bytes = 256u << 20;  // 64 MiB in place + echo output + a copy
     auto started = shmpool::Worker::start(o);
     if (!started.ok()) {
       std::fprintf(stderr, "cannot start worker: %s\n", started.error().to_string().c_str());
@@ -61,6 +62,7 @@ template <class Call>
 void timed_calls(benchmark::State& state, Call&& call, int64_t idle_us = 0) {
   std::vector<double> lat;
   lat.reserve(1 << 16);
+  if (!call()) return;  // warm-up (imports, first touch of pages): not timed
   for (auto _ : state) {
     if (idle_us) std::this_thread::sleep_for(std::chrono::microseconds(idle_us));
     auto t0 = Clock::now();
@@ -161,6 +163,94 @@ void BM_PayloadEcho(benchmark::State& state) {
     return true;
   });
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n) * 2);
+}
+
+// Bulk payloads (issue: zero-copy payloads), three ways to hand them over:
+// shm in place (filled once in a PayloadBuffer, each call passes it: no
+// copy), shm copy (from the caller's own memory: one copy into the arena),
+// and pipe_json (base64 in JSON). Three things Python does with them: ack
+// (returns the length), echo (copies it into ctx.alloc_output, returned in
+// place) and numpy_sum (numpy.frombuffer(...).sum()).
+enum BulkMode { kInPlace = 0, kCopy = 1, kPipe = 2 };
+enum BulkOp { kAck = 0, kEcho = 1, kNumpySum = 2 };
+
+void BM_Bulk(benchmark::State& state) {
+  const auto mode = BulkMode(state.range(0));
+  const auto op = BulkOp(state.range(1));
+  const size_t n = size_t(state.range(2));
+  auto& w = worker(mode == kPipe ? Transport::pipe_json : Transport::shm);
+  std::vector<uint8_t> data(n);
+  const double one = 1.0;
+  for (size_t i = 0; i + sizeof one <= n; i += sizeof one) std::memcpy(&data[i], &one, sizeof one);
+  std::span<const uint8_t> payload = data;
+  shmpool::PayloadBuffer buf;
+  if (mode == kInPlace) {
+    auto b = w.alloc_payload(n);
+    if (!b.ok()) return (void)fail(state, b.error());
+    buf = std::move(b.value());
+    std::memcpy(buf.begin(), data.data(), n);
+    payload = buf.data();
+  }
+  const char* command = op == kAck ? "ack" : op == kEcho ? "echo" : "numpy_sum";
+  auto bad = [&](const char* what) {
+    return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", what));
+  };
+  std::vector<double> lat;
+  auto one_call = [&](bool timed) {
+    auto t0 = Clock::now();
+    auto r = w.call(command, shmpool::empty_args(), payload);
+    auto t1 = Clock::now();
+    if (!r.ok()) return fail(state, r.error());
+    // Verified outside the timed region.
+    if (op == kAck && r->value().AsMap()["bytes"].AsUInt64() != n) return bad("wrong length");
+    if (op == kEcho &&
+        (r->payload().size() != n || !std::equal(data.begin(), data.end(), r->payload().begin())))
+      return bad("echo mismatch");
+    if (op == kNumpySum && r->value().AsMap()["sum"].AsDouble() != double(n / sizeof one))
+      return bad("wrong sum");
+    if (timed) {
+      double s = std::chrono::duration<double>(t1 - t0).count();
+      state.SetIterationTime(s);
+      lat.push_back(s * 1e6);
+    }
+    return true;
+  };
+  if (!one_call(false)) return;  // warm-up
+  for (auto _ : state) {
+    if (!one_call(true)) return;
+  }
+  std::sort(lat.begin(), lat.end());
+  if (lat.empty()) return;
+  state.counters["p50_us"] = lat[lat.size() / 2];
+  state.counters["p99_us"] = lat[std::min(lat.size() - 1, size_t(0.99 * double(lat.size())))];
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n) * (op == kEcho ? 2 : 1));
+}
+
+// The machine's memcpy of the same sizes, in the same run (the bar for echo).
+void BM_Memcpy(benchmark::State& state) {
+  const size_t n = size_t(state.range(0));
+  std::vector<uint8_t> src(n, 0x5a), dst(n, 0);
+  std::vector<double> lat;
+  for (auto _ : state) {
+    auto t0 = Clock::now();
+    std::memcpy(dst.data(), src.data(), n);
+    benchmark::ClobberMemory();
+    auto t1 = Clock::now();
+    double s = std::chrono::duration<double>(t1 - t0).count();
+    state.SetIterationTime(s);
+    lat.push_back(s * 1e6);
+  }
+  if (dst.front() != 0x5a || dst.back() != 0x5a) state.SkipWithError("memcpy did not copy");
+  std::sort(lat.begin(), lat.end());
+  if (!lat.empty()) state.counters["p50_us"] = lat[lat.size() / 2];
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n));
+}
+
+void bulk_cases(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"mode", "op", "bytes"});
+  for (int64_t op : {kAck, kEcho, kNumpySum})
+    for (int64_t n : {int64_t(64) << 10, int64_t(1) << 20, int64_t(16) << 20, int64_t(64) << 20})
+      for (int64_t mode : {kInPlace, kCopy, kPipe}) b->Args({mode, op, n});
 }
 
 void transports(benchmark::internal::Benchmark* b) {
@@ -384,6 +474,15 @@ BENCHMARK(BM_PingCold)->Apply(transports)->UseManualTime()->Iterations(300);
 BENCHMARK(BM_SmallArgs)->Apply(transports)->UseManualTime();
 BENCHMARK(BM_PayloadToPython)->Apply(payload_sizes)->UseManualTime();
 BENCHMARK(BM_PayloadEcho)->Apply(payload_sizes)->UseManualTime();
+BENCHMARK(BM_Bulk)->Apply(bulk_cases)->UseManualTime()->MinTime(0.2);
+BENCHMARK(BM_Memcpy)
+    ->ArgNames({"bytes"})
+    ->Arg(64 << 10)
+    ->Arg(1 << 20)
+    ->Arg(16 << 20)
+    ->Arg(64 << 20)
+    ->UseManualTime()
+    ->MinTime(0.2);
 BENCHMARK(BM_PoolPing)->Apply(transports)->UseManualTime();
 BENCHMARK(BM_ClientPing)->UseManualTime();
 BENCHMARK(BM_PoolThroughput)->Apply(transports)->Threads(4)->Threads(16)->UseRealTime();
@@ -404,12 +503,30 @@ class TableReporter : public benchmark::ConsoleReporter {
   };
   std::map<std::string, std::map<std::string, Row>> rows;  // case -> transport -> row
   std::vector<std::string> order;
+  // BM_Bulk: (op, bytes) -> mode -> p50 us; BM_Memcpy: bytes -> p50 us.
+  std::map<std::pair<int64_t, int64_t>, std::map<int64_t, double>> bulk;
+  std::map<int64_t, double> memcpy_p50;
+
+  static int64_t arg(const std::string& name, const char* key) {
+    auto p = name.find(key);
+    return p == std::string::npos ? -1 : std::atoll(name.c_str() + p + std::strlen(key));
+  }
 
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
       if (r.error_occurred || r.run_type != Run::RT_Iteration) continue;
       std::string name = r.benchmark_name();
+      if (auto c = r.counters.find("p50_us"); c != r.counters.end()) {
+        if (name.rfind("BM_Bulk/", 0) == 0) {
+          bulk[{arg(name, "op:"), arg(name, "bytes:")}][arg(name, "mode:")] = c->second.value;
+          continue;
+        }
+        if (name.rfind("BM_Memcpy/", 0) == 0) {
+          memcpy_p50[arg(name, "bytes:")] = c->second.value;
+          continue;
+        }
+      }
       std::string transport = name.find("transport:0") != std::string::npos   ? "shm"
                               : name.find("transport:1") != std::string::npos ? "pipe_json"
                                                                               : "-";
@@ -437,7 +554,36 @@ class TableReporter : public benchmark::ConsoleReporter {
     }
   }
 
+  void PrintBulkTable() const {
+    if (bulk.empty()) return;
+    static const char* ops[] = {"ack (handed to Python)", "echo (returned in place)", "numpy sum"};
+    auto size = [](int64_t n) {
+      return n >= (1 << 20) ? std::to_string(n >> 20) + " MiB" : std::to_string(n >> 10) + " KiB";
+    };
+    std::printf(
+        "\n| payload | bytes | shm in place p50 (us) | shm copy p50 (us) | pipe_json p50 (us) | "
+        "in place vs pipe_json |\n|---|---:|---:|---:|---:|---:|\n");
+    for (const auto& [key, modes] : bulk) {
+      auto get = [&](int64_t m) {
+        auto it = modes.find(m);
+        return it == modes.end() ? 0.0 : it->second;
+      };
+      const double in_place = get(kInPlace), copy = get(kCopy), pipe = get(kPipe);
+      std::printf("| %s | %s | %.1f | %.1f | %.1f | %.0fx |\n", ops[key.first],
+                  size(key.second).c_str(), in_place, copy, pipe,
+                  in_place > 0 ? pipe / in_place : 0.0);
+    }
+    for (const auto& [n, p50] : memcpy_p50) {
+      auto echo = bulk.find({kEcho, n});
+      if (echo == bulk.end() || !echo->second.count(kInPlace) || p50 <= 0) continue;
+      const double echo_us = echo->second.at(kInPlace);
+      std::printf("| memcpy (this machine) | %s | %.1f | | | echo in place at %.0f%% of memcpy |\n",
+                  size(n).c_str(), p50, echo_us > 0 ? 100.0 * p50 / echo_us : 0.0);
+    }
+  }
+
   void PrintTable() const {
+    PrintBulkTable();
     std::printf(
         "\n| case | shm p50 (us) | shm p99 (us) | pipe_json p50 (us) | pipe_json p99 (us) | p50 "
         "speed-up |\n");
@@ -507,7 +653,7 @@ int main(int argc, char** argv) {
   }
   if (demo) {
     filter_arg =
-        "--benchmark_filter=BM_Ping|BM_SmallArgs|BM_PayloadToPython|BM_PoolPing|BM_ClientPing|"
+        "--benchmark_filter=BM_Ping|BM_SmallArgs|BM_Bulk|BM_Memcpy|BM_PoolPing|BM_ClientPing|"
         "BM_PoolThroughput|"
         "BM_CheckoutCheckin|BM_WorkerStartup";
     args.push_back(filter_arg.data());

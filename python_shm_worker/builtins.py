@@ -15,11 +15,24 @@ def ping(args, ctx):
 
 @command("echo")
 def echo(args, ctx):
-    """Returns the args; echoes the request payload back if there is one."""
+    """Returns the args; echoes the request payload back if there is one,
+    copied into an output block the caller then reads in place."""
     payload = ctx.payload
     if len(payload):
-        return Output(args, payload)
+        out = ctx.alloc_output(len(payload))
+        out[:] = payload
+        return Output(args, out)
     return args
+
+
+@command("numpy_sum")
+def numpy_sum(args, ctx):
+    """Sums the payload as a numpy array (args["dtype"], default float64),
+    read in place."""
+    import numpy as np
+
+    values = np.frombuffer(ctx.payload, dtype=args.get("dtype", "float64"))
+    return {"sum": float(values.sum()), "n": int(values.size)}
 
 
 @command("ack")

@@ -21,7 +21,13 @@ PayloadBuffer& PayloadBuffer::operator=(PayloadBuffer&& o) noexcept {
 }
 
 void PayloadBuffer::reset() {
-  if (arena_) arena_->arena.free(index_, word_);
+  if (arena_) {
+    {
+      std::lock_guard lock(arena_->mu);
+      arena_->held.erase(ptr_);
+    }
+    arena_->arena.free(index_, word_);
+  }
   arena_.reset();
   ptr_ = nullptr;
   size_ = 0;
@@ -29,10 +35,37 @@ void PayloadBuffer::reset() {
 
 namespace detail {
 
-bool in_own_block(const ArenaHandle& arena, std::span<const uint8_t> bytes) {
+PayloadBuffer make_payload_buffer(const std::shared_ptr<ArenaHandle>& arena,
+                                  const ipc::BlockRef& block, std::size_t size) {
+  {
+    std::lock_guard lock(arena->mu);
+    arena->held[block.bytes.data()] = {block.index, block.word, block.bytes.size()};
+  }
+  return PayloadBuffer(arena, block.index, block.word, block.bytes.data(), size);
+}
+
+bool find_held(ArenaHandle& arena, std::span<const uint8_t> bytes, ipc::BlockRef* out,
+               uint64_t* offset) {
+  if (bytes.empty()) return false;
+  std::lock_guard lock(arena.mu);
+  auto it = arena.held.upper_bound(bytes.data());
+  if (it == arena.held.begin()) return false;
+  --it;
+  const uint8_t* start = it->first;
+  const ArenaHandle::Held& h = it->second;
+  const uint64_t at = uint64_t(bytes.data() - start);
+  if (at >= h.capacity || bytes.size() > h.capacity - at) return false;
+  out->index = h.index;
+  out->word = h.word;
+  out->bytes = {const_cast<uint8_t*>(start), h.capacity};
+  *offset = at;
+  return true;
+}
+
+bool in_own_block(ArenaHandle& arena, std::span<const uint8_t> bytes) {
   ipc::BlockRef b;
   uint64_t offset = 0;
-  return !bytes.empty() && arena.arena.locate(bytes.data(), bytes.size(), &b, &offset);
+  return find_held(arena, bytes, &b, &offset);
 }
 
 Error payload_too_large(std::size_t bytes, uint64_t arena_bytes) {
@@ -59,7 +92,7 @@ Expected<PayloadBuffer> alloc_payload(const std::shared_ptr<ArenaHandle>& arena,
         .with("arena_bytes", std::to_string(cap))
         .with("arena_bytes_in_use", std::to_string(u.bytes));
   }
-  return PayloadBuffer(arena, b.index, b.word, b.bytes.data(), n);
+  return make_payload_buffer(arena, b, n);
 }
 
 }  // namespace detail

@@ -64,7 +64,7 @@ Expected<Reply> ShmChannel::call(const CallSpec& spec) {
   if (arena_ && !spec.payload.empty()) {
     ipc::BlockRef b;
     uint64_t offset = 0;
-    if (arena_->arena.locate(spec.payload.data(), spec.payload.size(), &b, &offset)) {
+    if (find_held(*arena_, spec.payload, &b, &offset)) {
       arena_ref = schema::ArenaRef(b.index, 0, offset, spec.payload.size());
       inline_payload = {};
     } else if (spec.payload.size() > kInlinePayloadMax) {
@@ -73,7 +73,7 @@ Expected<Reply> ShmChannel::call(const CallSpec& spec) {
       temp = std::move(buf.value());
       std::memcpy(temp.begin(), spec.payload.data(), spec.payload.size());
       ipc::BlockRef tb;
-      arena_->arena.locate(temp.begin(), temp.size(), &tb, &offset);
+      find_held(*arena_, temp.data(), &tb, &offset);
       arena_ref = schema::ArenaRef(tb.index, 0, offset, temp.size());
       inline_payload = {};
     }
@@ -185,7 +185,7 @@ Expected<Reply> ShmChannel::await_reply(uint64_t id, int64_t deadline_ns) {
         return make_error(Category::protocol_error, "invalid_response",
                           "reply payload block is not one the worker holds");
       }
-      PayloadBuffer block(arena_, b.index, b.word, b.bytes.data(), b.bytes.size());
+      PayloadBuffer block = make_payload_buffer(arena_, b, b.bytes.size());
       if (ar->offset() > b.bytes.size() || ar->length() > b.bytes.size() - ar->offset()) {
         responses_.release(frame);
         return make_error(Category::protocol_error, "invalid_response",

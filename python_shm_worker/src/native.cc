@@ -129,7 +129,7 @@ class Context {
   py::object alloc_output(std::size_t n) {
     check();
     if (output_view) throw py::value_error("alloc_output() may be called once per call");
-    if (arena && arena->enabled()) {
+    if (arena && arena->enabled() && n > kInlinePayloadMax) {
       ipc::BlockRef b;
       ipc::Errc e;
       {
@@ -151,7 +151,7 @@ class Context {
       sb->word = b.word;
       sb->hold = SharedBuffer::Hold::held;
     } else {
-      // No arena: a private buffer, copied into the response frame.
+      // Small, or no arena: a private buffer, copied into the response frame.
       output_owner = py::reinterpret_steal<py::object>(PyByteArray_FromStringAndSize(nullptr, 0));
       if (PyByteArray_Resize(output_owner.ptr(), py::ssize_t(n)) != 0)
         throw py::error_already_set();
