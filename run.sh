@@ -11,7 +11,7 @@ PACKAGES=(cmake ninja-build g++ pkg-config
   libboost1.81-dev libboost-filesystem1.81-dev
   flatbuffers-compiler libflatbuffers-dev
   libbenchmark-dev libgtest-dev pybind11-dev
-  python3-dev python3-numpy python3-pytest
+  python3-dev python3-numpy python3-pytest python3-flatbuffers
   nlohmann-json3-dev libcli11-dev)
 BUILD_DIR=${SHMPOOL_BUILD_DIR:-build}
 PYTHON=/usr/bin/python3

@@ -14,17 +14,22 @@ _HANDLERS: Dict[str, Handler] = {}
 
 
 class Output:
-    """A handler result that carries a bulk payload besides its value.
+    """A handler result that carries a bulk payload and/or a typed body
+    besides its value.
 
     ``payload`` is any contiguous bytes-like object (bytes, bytearray,
-    memoryview, numpy array); it is copied once into shared memory.
+    memoryview, numpy array). The block from ``ctx.alloc_output`` (or a view
+    of it) is handed to the caller in place; anything else is copied once
+    into shared memory. ``body`` is a finished FlatBuffer (bytes-like) the
+    caller reads as ``Reply::body()``; it is copied into the reply envelope.
     """
 
-    __slots__ = ("value", "payload")
+    __slots__ = ("value", "payload", "body")
 
-    def __init__(self, value: Any = None, payload: Any = None) -> None:
+    def __init__(self, value: Any = None, payload: Any = None, body: Any = None) -> None:
         self.value = value
         self.payload = payload
+        self.body = body
 
 
 def command(name: str) -> Callable[[Handler], Handler]:

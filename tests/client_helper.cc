@@ -3,6 +3,11 @@
 //                                        prints "OK <n>" (exit 0) or "ERROR ..." (exit 1)
 //   client_helper NAME hold SESSION      prints "CALLING", then a call that blocks
 //                                        (announce_and_block) until this process is killed
+//   client_helper NAME payload SESSION N fills an arena block of N bytes in place, sends
+//                                        it (checksum, echo), checks the replies, prints
+//                                        "HOLDING" and keeps both blocks until killed
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -38,6 +43,31 @@ int main(int argc, char** argv) {
     }
     std::printf("OK %d\n", n);
     return 0;
+  }
+  if (mode == "payload" && argc == 5) {
+    const size_t n = size_t(std::atoll(argv[4]));
+    auto buf = (*client)->alloc_payload(n);
+    if (!buf.ok()) {
+      std::printf("ERROR alloc: %s\n", buf.error().to_string().c_str());
+      return 1;
+    }
+    std::memset(buf->begin(), 3, n);
+    shmpool::ExecOptions o;
+    o.payload = buf->data();
+    auto sum = (*client)->execute_in_session(session, "checksum", shmpool::empty_args(), o);
+    auto echo = (*client)->execute_in_session(session, "echo", shmpool::empty_args(), o);
+    if (!sum.ok() || !echo.ok()) {
+      std::printf("ERROR %s\n", (sum.ok() ? echo : sum).error().to_string().c_str());
+      return 1;
+    }
+    if (sum->value().AsMap()["sum"].AsUInt64() != 3 * n || echo->payload().size() != n ||
+        echo->payload()[n - 1] != 3) {
+      std::printf("ERROR wrong replies\n");
+      return 1;
+    }
+    std::printf("HOLDING\n");
+    std::fflush(stdout);
+    for (;;) ::pause();
   }
   if (mode == "hold") {
     std::printf("CALLING\n");

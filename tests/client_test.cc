@@ -192,6 +192,29 @@ TEST_F(ClientTest, AClientKilledMidCallLosesItsWorkerAndTheOthersGoOn) {
   EXPECT_TRUE((*pool)->execute_anonymous("ping").ok());
 }
 
+TEST_F(ClientTest, AClientKilledHoldingArenaBlocksHasThemReclaimed) {
+  PoolConfig c = config(unique_name("arena"));
+  c.payload_arena_bytes = 4u << 20;
+  auto pool = Pool::start(c);
+  ASSERT_TRUE(pool.ok()) << pool.error().to_string();
+  test::Child holder = helper({(*pool)->name(), "payload", "blocks", std::to_string(1 << 20)});
+  ASSERT_EQ(holder.read_line(), "HOLDING");
+  EXPECT_EQ((*pool)->status().arena_blocks_in_use, 2u) << "its buffer and its echo reply";
+  std::unique_ptr<ipc::Segment> seg;
+  ASSERT_EQ(ipc::Segment::attach((*pool)->name(), &seg), ipc::Errc::ok);
+  ASSERT_EQ(::kill(holder.pid, SIGKILL), 0);
+  holder.wait();
+  // The owner's supervisor frees them; wait on the arena's free doorbell.
+  ipc::Arena arena = seg->arena();
+  EXPECT_EQ(ipc::wait_until(
+                seg->header().arena.freed, [&] { return arena.usage().blocks == 0; },
+                ipc::monotonic_ns() + 10'000'000'000, ipc::WaitPolicy{ipc::WaitStrategy::block, 0}),
+            ipc::WaitResult::ready)
+      << "blocks of the dead client were not reclaimed";
+  auto all = (*pool)->alloc_payload(4u << 20);
+  EXPECT_TRUE(all.ok()) << "the whole arena is free again";
+}
+
 TEST_F(ClientTest, AClientsOperationTimeoutHasTheOwnerReplaceTheWorker) {
   test::LogWatch log;
   PoolConfig c = config(unique_name("timeout"));

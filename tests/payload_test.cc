@@ -201,16 +201,19 @@ TEST_F(PayloadTest, AViewKeptPastTheCallPinsItsBlockUntilDropped) {
 TEST_F(PayloadTest, AKeptMemoryviewRaisesOnceItsCallHasEnded) {
   start(config("stale", 1 * MiB));
   std::vector<uint8_t> data(64 * KiB, 1);
-  ASSERT_TRUE(pool->execute_anonymous("keep_payload", empty_args(), with_payload(data)).ok());
+  const uint8_t body[] = {9, 8, 7, 6};
+  ExecOptions opts = with_payload(data);
+  opts.body = body;
+  ASSERT_TRUE(pool->execute_anonymous("keep_payload", empty_args(), opts).ok());
   auto out = pool->execute_anonymous(
       "keep_output", make_args([](flexbuffers::Builder& b) { b.UInt("n", 100 * KiB); }));
   ASSERT_TRUE(out.ok()) << out.error().to_string();
   EXPECT_EQ(pool->status().arena_blocks_in_use, 1u) << "the output was handed over in place";
-  for (bool output : {false, true}) {
+  for (const char* which : {"payload", "output", "body"}) {
     auto r = pool->execute_anonymous(
-        "touch_kept", make_args([&](flexbuffers::Builder& b) { b.Bool("output", output); }));
+        "touch_kept", make_args([&](flexbuffers::Builder& b) { b.Bool(which, true); }));
     ASSERT_TRUE(r.ok()) << r.error().to_string();
-    EXPECT_TRUE(r->value().AsMap()["raised"].AsBool()) << "output=" << output;
+    EXPECT_TRUE(r->value().AsMap()["raised"].AsBool()) << which;
     EXPECT_NE(r->value().AsMap()["message"].AsString().str().find("released"), std::string::npos)
         << r->value().AsMap()["message"].AsString().str();
   }

@@ -66,6 +66,9 @@ struct SlotRuntime {
   bool starting = false;              // a starter thread owns the slot
   uint64_t orphan_word = 0;           // busy word last seen held by a dead process
   bool ever_started = false;          // a worker has been ready in this slot before
+  // Set by the exit callback, cleared when the supervisor handles the exit
+  // event: until then the slot is not relaunched, so no exit goes unhandled.
+  std::atomic<bool> exit_pending{false};
   int64_t started_ns = 0;
   uint64_t checkouts_at_start = 0;
 };
@@ -167,6 +170,12 @@ struct Pool::State : detail::Caller {
             ipc::SlotState::starting)) {
       return false;
     }
+    // The CAS acquired the exit callback's "dead": an exit whose event the
+    // supervisor has not handled yet keeps the slot down until it has.
+    if (rt.exit_pending.load(std::memory_order_relaxed)) {
+      ipc::set_state(*seg, i, ipc::state_bit(ipc::SlotState::starting), ipc::SlotState::dead);
+      return false;
+    }
     rt.starting = true;
     rt.restart_at = 0;
     rt.started_ns = ipc::monotonic_ns();
@@ -193,6 +202,7 @@ struct Pool::State : detail::Caller {
     spec.slot = int(i);
     spec.args = detail::shm_worker_args(cfg.name, i, cfg.wait, cfg.spin, cfg.handler_modules);
     spec.on_exit = [this, i](const detail::ExitInfo& info) {
+      slots[i]->exit_pending.store(true, std::memory_order_relaxed);  // published by set_state
       const pid_t pid = seg->slot(i).worker_pid.load(std::memory_order_relaxed);
       // Counted here, before the caller can see the death: an unexpected
       // exit of a worker that had started (not retiring, not shutting down).
@@ -320,6 +330,7 @@ struct Pool::State : detail::Caller {
         break;
       }
       case EventKind::exited: {
+        rt.exit_pending.store(false, std::memory_order_relaxed);
         arena->arena.reclaim_dead();  // blocks the reaped worker held or pinned
         if (rt.starting) break;       // the starter reports it as a failed start
         if (rt.retiring) {

@@ -84,6 +84,7 @@ Expected<Reply> ShmChannel::call(const CallSpec& spec) {
                      : fbb_.CreateString(spec.session_id.data(), spec.session_id.size());
   auto command = fbb_.CreateString(spec.command.data(), spec.command.size());
   auto args = spec.args.empty() ? 0 : fbb_.CreateVector(spec.args.data(), spec.args.size());
+  if (!spec.body.empty()) fbb_.ForceVectorAlignment(spec.body.size(), 1, 8);  // nested FlatBuffer
   auto body = spec.body.empty() ? 0 : fbb_.CreateVector(spec.body.data(), spec.body.size());
   schema::RequestBuilder rb(fbb_);
   rb.add_id(spec.id);

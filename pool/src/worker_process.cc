@@ -109,7 +109,10 @@ Expected<std::unique_ptr<WorkerProcess>> WorkerProcess::spawn(SpawnSpec spec) {
   if (!cwd_ec) pypath += ":" + cwd.string();
   child_env["PYTHONPATH"] = pypath;
   child_env["PYTHONUNBUFFERED"] = "1";
-  for (auto& [k, v] : spec.env) child_env[k] = v;
+  for (auto& [k, v] : spec.env) {
+    // The package's directory stays first on a PYTHONPATH the host adds to.
+    child_env[k] = k == "PYTHONPATH" && !v.empty() ? pypath + ":" + v : v;
+  }
 
   std::vector<std::string> args = {"-m", "python_shm_worker"};
   args.insert(args.end(), spec.args.begin(), spec.args.end());

@@ -98,6 +98,7 @@ class Context {
   // Created on first use, dropped after the call (see ShmWorker::finish_views).
   py::object payload_view, payload_owner;  // memoryview, and the SharedBuffer behind it
   py::object output_view, output_owner;
+  py::object body_view, body_owner;
 
   void check() const {
     if (!valid) throw py::value_error("this Context belongs to a call that has ended");
@@ -159,10 +160,16 @@ class Context {
     output_view = py::memoryview(output_owner);
     return output_view;
   }
-  py::memoryview body() const {
+  // A view of the request frame: released after the call (a kept
+  // memoryview raises); a numpy array kept past the call cannot be made
+  // safe, so the worker then exits after its reply (see finish_views).
+  py::object body() {
     check();
-    return py::memoryview::from_memory(static_cast<const void*>(body_bytes.data()),
-                                       py::ssize_t(body_bytes.size()));
+    if (!body_view) {
+      body_owner = make_buffer(const_cast<uint8_t*>(body_bytes.data()), body_bytes.size(), false);
+      body_view = py::memoryview(body_owner);
+    }
+    return body_view;
   }
 
  private:
@@ -362,7 +369,7 @@ class ShmWorker {
         encode_result(std::move(result), &out);
         finish_views();
         requests_.release(frame);
-        ipc::Errc e = send_ok(id, out.inline_bytes, out.in_arena ? &out.ref : nullptr);
+        ipc::Errc e = send_ok(id, out.inline_bytes, out.in_arena ? &out.ref : nullptr, out.body);
         if (e == ipc::Errc::frame_too_large) {
           if (out.in_arena) arena_.free(out.ref.block(), out.word);
           send_error(id, "resource_error", "result_too_large",
@@ -410,6 +417,7 @@ class ShmWorker {
   // Where the reply's payload is: inline bytes (copied into the frame) or an
   // arena block this worker holds and the caller takes.
   struct OutPayload {
+    std::vector<uint8_t> body;  // Output.body, copied into the envelope
     std::span<const uint8_t> inline_bytes;
     bool in_arena = false;
     schema::ArenaRef ref;
@@ -427,6 +435,15 @@ class ShmWorker {
       value = result.attr("value");
       payload_obj = result.attr("payload");
       if (payload_obj.is_none()) payload_obj = py::object();
+      py::object body = result.attr("body");
+      if (!body.is_none()) {
+        Py_buffer bv;
+        if (PyObject_GetBuffer(body.ptr(), &bv, PyBUF_C_CONTIGUOUS) != 0)
+          throw py::error_already_set();
+        const auto* p = static_cast<const uint8_t*>(bv.buf);
+        out->body.assign(p, p + bv.len);
+        PyBuffer_Release(&bv);
+      }
     } else if (!result.is_none() && PyObject_CheckBuffer(result.ptr())) {
       value = py::none();
       payload_obj = result;
@@ -539,6 +556,13 @@ class ShmWorker {
       }
     }
     ctx->payload_view = py::object();
+    if (ctx->body_owner) {
+      auto* sb = ctx->body_owner.cast<SharedBuffer*>();
+      py::object kept;
+      if (detach_view(ctx->body_view, ctx->body_owner, &kept)) unsafe_ = true;
+      sb->live = false;
+    }
+    ctx->body_view = ctx->body_owner = py::object();
     if (ctx->output_owner && py::isinstance<SharedBuffer>(ctx->output_owner)) {
       auto* sb = ctx->output_owner.cast<SharedBuffer*>();
       py::object kept;
@@ -553,8 +577,8 @@ class ShmWorker {
   void exit_if_unsafe() {
     if (!unsafe_) return;
     static const char msg[] =
-        "python_shm_worker: a view of a request payload outlived its call while another worker "
-        "pinned the same block; exiting so it cannot read reused memory\n";
+        "python_shm_worker: a view of ctx.body (or of a request payload another worker pinned) "
+        "outlived its call; exiting so it cannot read reused memory\n";
     [[maybe_unused]] auto n = ::write(2, msg, sizeof msg - 1);
     _exit(75);
   }
@@ -577,13 +601,20 @@ class ShmWorker {
 
   // fbb_ is cleared and flex_ holds the finished result (or is empty).
   ipc::Errc send_ok(uint64_t id, std::span<const uint8_t> payload,
-                    const schema::ArenaRef* arena_ref = nullptr) {
-    flatbuffers::Offset<flatbuffers::Vector<uint8_t>> result;
+                    const schema::ArenaRef* arena_ref = nullptr,
+                    std::span<const uint8_t> body = {}) {
+    flatbuffers::Offset<flatbuffers::Vector<uint8_t>> result, body_vec;
     if (flex_.GetSize() > 0) result = fbb_.CreateVector(flex_.GetBuffer());
+    if (!body.empty()) {
+      // A nested FlatBuffer may hold 8-byte scalars: align its start.
+      fbb_.ForceVectorAlignment(body.size(), 1, 8);
+      body_vec = fbb_.CreateVector(body.data(), body.size());
+    }
     schema::ResponseBuilder rb(fbb_);
     rb.add_id(id);
     rb.add_status(schema::Status::Ok);
     if (!result.IsNull()) rb.add_result(result);
+    if (!body_vec.IsNull()) rb.add_body(body_vec);
     schema::PayloadRef ref = ipc::payload_ref_for(payload.size());
     if (!payload.empty()) rb.add_payload(&ref);
     if (arena_ref) rb.add_arena_payload(arena_ref);

@@ -190,7 +190,7 @@ def keep_output(args, ctx):
 @command("touch_kept")
 def touch_kept(args, ctx):
     """Reads the kept payload view or output view; reports a stale-view error."""
-    view = KEPT_OUTPUT if args.get("output") else KEPT_PAYLOAD
+    view = KEPT_OUTPUT if args.get("output") else KEPT_BODY if args.get("body") else KEPT_PAYLOAD
     try:
         return {"raised": False, "first": int(view[0])}
     except ValueError as exc:
@@ -200,19 +200,24 @@ def touch_kept(args, ctx):
 KEPT_PAYLOAD = None
 
 
+KEPT_BODY = None
+
+
 @command("keep_payload")
 def keep_payload(args, ctx):
-    """Keeps the ctx.payload memoryview itself past the call."""
-    global KEPT_PAYLOAD
+    """Keeps the ctx.payload and ctx.body memoryviews themselves past the call."""
+    global KEPT_PAYLOAD, KEPT_BODY
     KEPT_PAYLOAD = ctx.payload
+    KEPT_BODY = ctx.body
     return {}
 
 
 @command("drop_output")
 def drop_output(args, ctx):
-    global KEPT_OUTPUT, KEPT_PAYLOAD
+    global KEPT_OUTPUT, KEPT_PAYLOAD, KEPT_BODY
     KEPT_OUTPUT = None
     KEPT_PAYLOAD = None
+    KEPT_BODY = None
     return {}
 
 
