@@ -99,12 +99,23 @@ TEST_F(FaultsTest, TwoHundredCrashCyclesLoseNothingAndLeakNothing) {
   auto p = Pool::start(config("cycles"));
   ASSERT_TRUE(p.ok());
   Pool& pool = **p;
+  // Every other cycle the worker dies holding arena blocks: the caller's
+  // request block (a temporary copy) and an output block of its own.
+  const std::vector<uint8_t> payload(64 * 1024, 7);
+  ExecOptions with_payload;
+  with_payload.payload = payload;
+  const Args die_holding = make_args([](flexbuffers::Builder& b) { b.UInt("n", 256 * 1024); });
   for (int cycle = 0; cycle < 200; ++cycle) {
-    auto r = pool.execute_in_session("cycles", "exit_now");
+    auto r = cycle % 2
+                 ? pool.execute_in_session("cycles", "alloc_and_die", die_holding, with_payload)
+                 : pool.execute_in_session("cycles", "exit_now");
     ASSERT_FALSE(r.ok()) << cycle;
     ASSERT_EQ(r.error().type, "worker_crashed") << cycle << ": " << r.error().to_string();
     auto ok = pool.execute_in_session("cycles", "ping");
     ASSERT_TRUE(ok.ok()) << cycle << ": " << ok.error().to_string();
+    // The replacement started after the dead worker's exit was handled, and
+    // handling it freed what that worker held.
+    ASSERT_EQ(pool.status().arena_bytes_in_use, 0u) << cycle;
   }
   PoolStatus st = pool.status();
   EXPECT_EQ(st.workers[0].restarts, 200u);

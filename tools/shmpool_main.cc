@@ -155,6 +155,12 @@ std::string status_prometheus(const shmpool::PoolSnapshot& p) {
   e.family("shmpool_session_table_full_total", "counter",
            "Session records refused because the table was full.");
   e.sample("shmpool_session_table_full_total", {pool}, double(p.session_table_full));
+  e.family("shmpool_arena_bytes", "gauge", "Size of the payload arena.");
+  e.sample("shmpool_arena_bytes", {pool}, double(p.arena_bytes));
+  e.family("shmpool_arena_bytes_in_use", "gauge", "Payload arena bytes held by live blocks.");
+  e.sample("shmpool_arena_bytes_in_use", {pool}, double(p.arena_bytes_in_use));
+  e.family("shmpool_arena_blocks_in_use", "gauge", "Live payload arena blocks.");
+  e.sample("shmpool_arena_blocks_in_use", {pool}, double(p.arena_blocks_in_use));
   e.family("shmpool_worker_calls_total", "counter", "Calls served by each worker slot.");
   for (const auto& s : p.slots)
     e.sample("shmpool_worker_calls_total", {pool, {"slot", std::to_string(s.slot)}},
@@ -176,6 +182,8 @@ std::string status_table(const shmpool::PoolSnapshot& p) {
     << "  state " << p.state << "  up " << seconds_text(p.uptime_s) << "\n";
   o << "calls " << p.calls << "  waiting " << p.waiting << "  sessions " << p.active_sessions << "/"
     << p.session_capacity << "  checkout timeouts " << p.checkout_timeouts << "\n";
+  o << "payload arena " << p.arena_bytes_in_use << "/" << p.arena_bytes << " bytes in use, "
+    << p.arena_blocks_in_use << " blocks (" << p.arena_pinned_blocks << " pinned)\n";
   o << "errors";
   for (const auto& [cat, n] : p.errors_by_category) o << "  " << cat << " " << n;
   o << "\n\n";
