@@ -1,6 +1,7 @@
 // Starts a pool from an installed shmpool and calls the built-in ping.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 
@@ -22,5 +23,21 @@ int main() {
   }
   std::printf("reply %s from the installed package at %s\n", reply->json().c_str(),
               config.python_path.c_str());
+  // A payload written in place in the arena, echoed back in place.
+  auto buf = (*pool)->alloc_payload(1 << 20);
+  if (!buf.ok()) {
+    std::printf("alloc failed: %s\n", buf.error().to_string().c_str());
+    return 1;
+  }
+  for (std::size_t i = 0; i < buf->size(); ++i) buf->begin()[i] = uint8_t(i * 7);
+  shmpool::ExecOptions o;
+  o.payload = buf->data();
+  auto echo = (*pool)->execute_anonymous("echo", shmpool::empty_args(), o);
+  if (!echo.ok() || echo->payload().size() != buf->size() ||
+      !std::equal(buf->begin(), buf->end(), echo->payload().begin())) {
+    std::printf("echo failed\n");
+    return 1;
+  }
+  std::printf("%zu bytes echoed in place\n", echo->payload().size());
   return reply->value().AsMap()["pong"].AsBool() ? 0 : 1;
 }
