@@ -3,6 +3,7 @@
 #   ./run.sh demo    build, start real Python workers, run the headline benchmark, print a table
 #   ./run.sh test    build, run the whole test suite (ctest), then unit+multiprocess under ASan and TSan
 #   ./run.sh bench [google-benchmark flags...]   run shmpool_bench (e.g. --benchmark_out=b.json)
+#   ./run.sh fuzz [SECONDS]   libFuzzer targets (clang), SECONDS each (default 60)
 #   ./run.sh build   configure and build only
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -12,7 +13,7 @@ PACKAGES=(cmake ninja-build g++ pkg-config
   flatbuffers-compiler libflatbuffers-dev
   libbenchmark-dev libgtest-dev pybind11-dev
   python3-dev python3-numpy python3-pytest python3-flatbuffers
-  nlohmann-json3-dev libcli11-dev)
+  nlohmann-json3-dev libcli11-dev clang libclang-rt-14-dev)
 BUILD_DIR=${SHMPOOL_BUILD_DIR:-build}
 PYTHON=/usr/bin/python3
 
@@ -59,6 +60,33 @@ sanitized_tests() {
   done
 }
 
+# The libFuzzer targets (tests/fuzz), each for $1 seconds from the committed
+# seed corpus. New inputs go to $BUILD_DIR-fuzz/corpus/<target>; a crash
+# leaves its input in $BUILD_DIR-fuzz/crashes and fails the run.
+fuzz() {
+  local seconds=${1:-60} dir="$BUILD_DIR-fuzz" t log leaks
+  build "$dir" -DCMAKE_CXX_COMPILER=clang++ -DSHMPOOL_FUZZ=ON
+  mkdir -p "$dir/crashes"
+  for t in ring envelope convert; do
+    mkdir -p "$dir/corpus/$t"
+    log="$dir/fuzz-$t.log"
+    # CPython's interned objects and caches are not leaks (per input; and at
+    # exit, tests/fuzz/lsan.supp).
+    leaks=1
+    [ "$t" = convert ] && leaks=0
+    if ! LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp" \
+        "$dir/tests/fuzz/fuzz_$t" -max_total_time="$seconds" -print_final_stats=1 \
+        -detect_leaks=$leaks -artifact_prefix="$dir/crashes/$t-" \
+        "$dir/corpus/$t" "tests/fuzz/corpus/$t" >"$log" 2>&1; then
+      tail -n 40 "$log" >&2
+      echo "run.sh: fuzz_$t FAILED (input saved in $dir/crashes)" >&2
+      exit 1
+    fi
+    echo "run.sh: fuzz_$t ok: $(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" |
+      grep -o '[0-9]*$') executions in ${seconds}s, corpus $(ls "$dir/corpus/$t" | wc -l) inputs"
+  done
+}
+
 cmd=${1:-help}
 shift || true
 case "$cmd" in
@@ -71,13 +99,15 @@ case "$cmd" in
     build
     ctest --test-dir "$BUILD_DIR" --output-on-failure --timeout 300 "$@"
     [ "${SHMPOOL_SKIP_SANITIZERS:-0}" = 1 ] || sanitized_tests
+    [ "${SHMPOOL_SKIP_FUZZ:-0}" = 1 ] || fuzz 20  # a smoke run; ./run.sh fuzz for longer
     ;;
+  fuzz) fuzz "$@" ;;
   bench)
     build
     "$BUILD_DIR/bench/shmpool_bench" "$@"
     ;;
   *)
-    sed -n '2,7p' "$0"
+    sed -n '2,8p' "$0"
     exit 2
     ;;
 esac

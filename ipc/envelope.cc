@@ -53,9 +53,12 @@ Errc read_request(const Frame& frame, RequestView* out) {
 Errc read_response(const Frame& frame, std::vector<uint8_t>* envelope_copy, ResponseView* out) {
   if (frame.envelope_length == 0) return Errc::corrupt;
   // Copy first (the worker may still write the shared bytes), then verify the copy.
-  envelope_copy->resize(frame.envelope_length);
+  // One NUL past the end: FlatBuffers 2.0.8's FlexBuffers verifier accepts a
+  // key without its terminator, and key reads (strlen, strcmp) then stop here.
+  envelope_copy->resize(size_t(frame.envelope_length) + 1);
   std::memcpy(envelope_copy->data(), frame.body + frame.envelope_offset, frame.envelope_length);
-  flatbuffers::Verifier verifier(envelope_copy->data(), envelope_copy->size());
+  (*envelope_copy)[frame.envelope_length] = 0;
+  flatbuffers::Verifier verifier(envelope_copy->data(), frame.envelope_length);
   if (!verifier.VerifyBuffer<schema::Response>(nullptr)) return Errc::corrupt;
   auto* resp = flatbuffers::GetRoot<schema::Response>(envelope_copy->data());
   if (!resolve_payload(frame, resp->payload(), &out->payload)) return Errc::corrupt;

@@ -83,10 +83,11 @@ Errc FrameRing::reserve(uint32_t body_length, int64_t deadline_ns, const WaitPol
       ctl_->data.ring();
       continue;
     }
+    const uint64_t needed = need;  // (clang 14 cannot capture a structured binding)
     auto has_room = [&] {
       uint64_t t = ctl_->tail.load(std::memory_order_acquire);  // pairs with release()
       uint64_t f = free_bytes(head, t, capacity_);
-      return f == UINT64_MAX || f >= need;
+      return f == UINT64_MAX || f >= needed;
     };
     if (wait_until(ctl_->space, has_room, deadline_ns, policy) == WaitResult::timed_out) {
       return Errc::ring_full;

@@ -1,10 +1,11 @@
 #include "convert.h"
 
+#include <cstring>
 #include <string>
 
 namespace shmpool::pyworker {
 
-py::object flex_to_py(const flexbuffers::Reference& ref, int depth) {
+py::object flex_to_py(const flexbuffers::Reference& ref, const uint8_t* end, int depth) {
   if (depth > kMaxDepth) throw py::value_error("args nested deeper than 64 levels");
   switch (ref.GetType()) {
     case flexbuffers::FBT_NULL:
@@ -21,8 +22,12 @@ py::object flex_to_py(const flexbuffers::Reference& ref, int depth) {
     case flexbuffers::FBT_INDIRECT_FLOAT:
       return py::float_(ref.AsDouble());
     case flexbuffers::FBT_KEY: {
-      auto k = ref.AsKey();
-      return py::str(k);
+      const char* k = ref.AsKey();
+      const auto* p = reinterpret_cast<const uint8_t*>(k);
+      const void* nul = p < end ? std::memchr(p, 0, size_t(end - p)) : nullptr;
+      if (!nul) throw py::value_error("args hold a key without its terminating NUL");
+      return py::reinterpret_steal<py::object>(
+          PyUnicode_DecodeUTF8(k, py::ssize_t(static_cast<const uint8_t*>(nul) - p), "replace"));
     }
     case flexbuffers::FBT_STRING: {
       auto s = ref.AsString();
@@ -39,7 +44,7 @@ py::object flex_to_py(const flexbuffers::Reference& ref, int depth) {
       auto values = m.Values();
       py::dict d;
       for (size_t i = 0; i < keys.size(); ++i) {
-        d[flex_to_py(keys[i], depth + 1)] = flex_to_py(values[i], depth + 1);
+        d[flex_to_py(keys[i], end, depth + 1)] = flex_to_py(values[i], end, depth + 1);
       }
       return d;
     }
@@ -49,7 +54,7 @@ py::object flex_to_py(const flexbuffers::Reference& ref, int depth) {
   if (ref.IsVector() || ref.IsTypedVector() || ref.IsFixedTypedVector()) {
     auto v = ref.AsVector();
     py::list l(v.size());
-    for (size_t i = 0; i < v.size(); ++i) l[i] = flex_to_py(v[i], depth + 1);
+    for (size_t i = 0; i < v.size(); ++i) l[i] = flex_to_py(v[i], end, depth + 1);
     return l;
   }
   throw py::value_error("unsupported FlexBuffers type " + std::to_string(int(ref.GetType())));

@@ -14,8 +14,10 @@ namespace py = pybind11;
 
 inline constexpr int kMaxDepth = 64;
 
-// Converts a verified FlexBuffer value. Throws py::value_error past kMaxDepth.
-py::object flex_to_py(const flexbuffers::Reference& ref, int depth = 0);
+// Converts a verified FlexBuffer value whose buffer ends at `end`. Throws
+// py::value_error past kMaxDepth, and for a key with no terminating NUL
+// before `end` (FlatBuffers 2.0.8's verifier does not check that).
+py::object flex_to_py(const flexbuffers::Reference& ref, const uint8_t* end, int depth = 0);
 
 // Appends `obj` to `b` (as a map value when key != nullptr). Supported: None,
 // bool, int (64-bit signed or unsigned), float, str, bytes-like, dict with

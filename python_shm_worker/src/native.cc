@@ -352,9 +352,10 @@ class ShmWorker {
     bool ok = false;
     py::object result;
     try {
-      py::object args = req->args() && req->args()->size() > 0
-                            ? flex_to_py(req->args_flexbuffer_root())
-                            : py::object(py::dict());
+      py::object args =
+          req->args() && req->args()->size() > 0
+              ? flex_to_py(req->args_flexbuffer_root(), req->args()->data() + req->args()->size())
+              : py::object(py::dict());
       result = handler(args, pyctx);
       ok = true;
     } catch (py::error_already_set& ex) {

@@ -1,0 +1,52 @@
+// libFuzzer target: both sides' envelope readers on hostile frames. The input
+// is a frame body: the worker's read_request (verified in place) and the
+// host's read_response (copied, then verified) must reject anything
+// malformed and bound every payload inside the frame.
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "ipc/envelope.h"
+
+using namespace shmpool::ipc;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  if (size < 8) return 0;
+  // First 8 bytes: where the envelope sits in the body (as a frame header says).
+  uint32_t env_off = 0, env_len = 0;
+  std::memcpy(&env_off, data, 4);
+  std::memcpy(&env_len, data + 4, 4);
+  std::vector<uint8_t> body(data + 8, data + size);  // exact size: ASan sees overreads
+  Frame frame;
+  frame.body = body.data();
+  frame.body_length = uint32_t(body.size());
+  frame.envelope_offset = env_off % (frame.body_length + 1);
+  frame.envelope_length = env_len % (frame.body_length - frame.envelope_offset + 1);
+  frame.end = 0;
+
+  RequestView rv;
+  if (read_request(frame, &rv) == Errc::ok) {
+    const auto* r = rv.request;
+    volatile uint64_t sink = r->id();
+    if (r->command()) sink = sink + r->command()->size();
+    if (r->session_id()) sink = sink + r->session_id()->size();
+    if (r->args()) sink = sink + r->args_flexbuffer_root().ToString().size();
+    if (r->body()) sink = sink + r->body()->size();
+    if (!rv.payload.empty() && (rv.payload.data() < body.data() ||
+                                rv.payload.data() + rv.payload.size() > body.data() + body.size()))
+      __builtin_trap();
+  }
+  std::vector<uint8_t> copy;
+  ResponseView view;
+  if (read_response(frame, &copy, &view) == Errc::ok) {
+    const auto* r = view.response;
+    volatile uint64_t sink = r->id();
+    if (r->result()) sink = sink + r->result_flexbuffer_root().ToString().size();
+    if (r->error() && r->error()->context()) sink = sink + r->error()->context()->size();
+    if (!view.payload.empty() &&
+        (view.payload.data() < body.data() ||
+         view.payload.data() + view.payload.size() > body.data() + body.size()))
+      __builtin_trap();
+  }
+  return 0;
+}
