@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # shmpool's one entry point. See README.md.
 #   ./run.sh demo    build, start real Python workers, run the headline benchmark, print a table
-#   ./run.sh test    build, run the whole test suite (ctest), then unit+multiprocess under ASan and TSan
-#   ./run.sh bench [google-benchmark flags...]   run shmpool_bench (e.g. --benchmark_out=b.json)
+#   ./run.sh test    build, run the whole test suite (ctest), unit+multiprocess under ASan and TSan, a fuzz smoke
+#   ./run.sh bench [--plot] [google-benchmark flags...]   run shmpool_bench (e.g. --benchmark_out=b.json);
+#                    --plot: all cases, then SVG plots and a Markdown table in build/bench-plots
 #   ./run.sh fuzz [SECONDS]   libFuzzer targets (clang), SECONDS each (default 60)
 #   ./run.sh build   configure and build only
 set -euo pipefail
@@ -13,7 +14,8 @@ PACKAGES=(cmake ninja-build g++ pkg-config
   flatbuffers-compiler libflatbuffers-dev
   libbenchmark-dev libgtest-dev pybind11-dev
   python3-dev python3-numpy python3-pytest python3-flatbuffers
-  nlohmann-json3-dev libcli11-dev clang libclang-rt-14-dev)
+  nlohmann-json3-dev libcli11-dev clang libclang-rt-14-dev
+  libzmq3-dev cppzmq-dev python3-zmq python3-matplotlib)
 BUILD_DIR=${SHMPOOL_BUILD_DIR:-build}
 PYTHON=/usr/bin/python3
 
@@ -104,7 +106,14 @@ case "$cmd" in
   fuzz) fuzz "$@" ;;
   bench)
     build
-    "$BUILD_DIR/bench/shmpool_bench" "$@"
+    if [ "${1:-}" = --plot ]; then
+      shift
+      "$BUILD_DIR/bench/shmpool_bench" --benchmark_out="$BUILD_DIR/bench-results.json" \
+        --benchmark_out_format=json "$@"
+      "$PYTHON" bench/plot.py "$BUILD_DIR/bench-results.json" "$BUILD_DIR/bench-plots"
+    else
+      "$BUILD_DIR/bench/shmpool_bench" "$@"
+    fi
     ;;
   *)
     sed -n '2,8p' "$0"

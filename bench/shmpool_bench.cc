@@ -18,17 +18,20 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+#include <zmq.hpp>
 
 #include "ipc/segment.h"
 #include "ipc/slot_table.h"
 #include "shmpool/client.h"
 #include "shmpool/pool.h"
+#include "shmpool/schema/envelope_generated.h"
 #include "shmpool/worker.h"
 
 namespace {
@@ -53,6 +56,124 @@ shmpool::Worker& worker(Transport t) {
     w = std::move(started.value());
   }
   return *w;
+}
+
+// ---- the ZeroMQ peer ----
+// The same Python handlers behind a ZeroMQ REP socket over ipc://, with the
+// same FlatBuffers envelope (encoded and decoded by the worker's native
+// core): `python3 -m python_shm_worker --transport zmq-ipc`. Payloads go as
+// a second message part, zero-copy on our side.
+class ZmqPeer {
+ public:
+  ZmqPeer() : sock_(ctx_, zmq::socket_type::req) {
+    endpoint_ = "ipc:///tmp/shmpool-bench-" + std::to_string(::getpid()) + ".sock";
+    std::vector<std::string> args = {SHMPOOL_PYTHON, "-m",      "python_shm_worker",
+                                     "--transport",  "zmq-ipc", "--endpoint",
+                                     endpoint_};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e; ++e)
+      if (std::strncmp(*e, "PYTHONPATH=", 11) != 0) env_strings.emplace_back(*e);
+    env_strings.push_back(std::string("PYTHONPATH=") + SHMPOOL_PYTHON_DIR);
+    env_strings.push_back("PYTHONSAFEPATH=1");  // not a source checkout in the working directory
+    std::vector<char*> envp;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), envp.data()) != 0) {
+      std::fprintf(stderr, "cannot start the ZeroMQ peer\n");
+      std::exit(1);
+    }
+    sock_.set(zmq::sockopt::linger, 0);
+    sock_.set(zmq::sockopt::rcvtimeo, 30'000);  // the first reply waits for the bind
+    sock_.connect(endpoint_);
+    auto hello = call("ping", shmpool::empty_args(), {});
+    if (!hello.ok()) {
+      std::fprintf(stderr, "ZeroMQ peer: %s\n", hello.error().to_string().c_str());
+      std::exit(1);
+    }
+  }
+  ~ZmqPeer() {
+    (void)call("__shutdown__", shmpool::empty_args(), {});
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    ::unlink(endpoint_.c_str() + 6);  // "ipc://" prefix
+  }
+  // The reply's payload points into the last received message: valid until
+  // the next call.
+  shmpool::Expected<shmpool::Reply> call(std::string_view command, const shmpool::Args& args,
+                                         std::span<const uint8_t> payload) {
+    fbb_.Clear();
+    auto cmd = fbb_.CreateString(command.data(), command.size());
+    auto a = args.empty() ? 0 : fbb_.CreateVector(args.data(), args.size());
+    shmpool::schema::RequestBuilder rb(fbb_);
+    rb.add_id(++next_id_);
+    rb.add_command(cmd);
+    if (!a.IsNull()) rb.add_args(a);
+    fbb_.Finish(rb.Finish());
+    zmq::message_t env(fbb_.GetBufferPointer(), fbb_.GetSize());
+    if (payload.empty()) {
+      sock_.send(env, zmq::send_flags::none);
+    } else {
+      sock_.send(env, zmq::send_flags::sndmore);
+      // Zero-copy: the span outlives the call, and REQ/REP is lockstep.
+      zmq::message_t part(const_cast<uint8_t*>(payload.data()), payload.size(), nullptr, nullptr);
+      sock_.send(part, zmq::send_flags::none);
+    }
+    zmq::message_t renv;
+    if (!sock_.recv(renv)) {
+      return shmpool::make_error(shmpool::Category::timeout_error, "operation_timeout",
+                                 "no reply from the ZeroMQ peer");
+    }
+    last_payload_.rebuild(0);
+    if (renv.more() && !sock_.recv(last_payload_)) {
+      return shmpool::make_error(shmpool::Category::protocol_error, "truncated", "no payload part");
+    }
+    shmpool::Reply::Parts parts;
+    parts.storage.assign(renv.data<uint8_t>(), renv.data<uint8_t>() + renv.size());
+    parts.storage.push_back(0);  // a NUL after the end, as the shm host keeps
+    flatbuffers::Verifier verifier(parts.storage.data(), renv.size());
+    if (!verifier.VerifyBuffer<shmpool::schema::Response>(nullptr)) {
+      return shmpool::make_error(shmpool::Category::protocol_error, "invalid_response",
+                                 "reply envelope failed verification");
+    }
+    const auto* r = flatbuffers::GetRoot<shmpool::schema::Response>(parts.storage.data());
+    if (r->status() != shmpool::schema::Status::Ok) {
+      return shmpool::make_error(
+          shmpool::Category::handler_error,
+          r->error() && r->error()->type() ? r->error()->type()->str() : "",
+          r->error() && r->error()->message() ? r->error()->message()->str() : "");
+    }
+    parts.id = r->id();
+    if (r->result()) parts.result = {r->result()->data(), r->result()->size()};
+    parts.payload = {last_payload_.data<uint8_t>(), last_payload_.size()};
+    return shmpool::Reply(std::move(parts));
+  }
+
+ private:
+  zmq::context_t ctx_;
+  zmq::socket_t sock_;
+  std::string endpoint_;
+  pid_t pid_ = 0;
+  flatbuffers::FlatBufferBuilder fbb_{1024};
+  zmq::message_t last_payload_;
+  uint64_t next_id_ = 0;
+};
+
+ZmqPeer& zmq_peer() {
+  static ZmqPeer peer;
+  return peer;
+}
+
+// Transports in the benchmarks' names: transport:0 shm, 1 pipe_json, 2 zmq.
+constexpr int64_t kZmq = 2;
+
+shmpool::Expected<shmpool::Reply> call_on(int64_t transport, std::string_view command,
+                                          const shmpool::Args& args = shmpool::empty_args(),
+                                          std::span<const uint8_t> payload = {}) {
+  if (transport == kZmq) return zmq_peer().call(command, args, payload);
+  return worker(Transport(transport)).call(command, args, payload);
 }
 
 Transport transport_of(const benchmark::State& state) { return Transport(state.range(0)); }
@@ -80,6 +201,7 @@ void timed_calls(benchmark::State& state, Call&& call, int64_t idle_us = 0) {
   };
   state.counters["p50_us"] = pct(0.50);
   state.counters["p99_us"] = pct(0.99);
+  state.counters["p999_us"] = pct(0.999);
 }
 
 bool fail(benchmark::State& state, const shmpool::Error& e) {
@@ -88,9 +210,8 @@ bool fail(benchmark::State& state, const shmpool::Error& e) {
 }
 
 void BM_Ping(benchmark::State& state) {
-  auto& w = worker(transport_of(state));
   timed_calls(state, [&] {
-    auto r = w.call("ping");
+    auto r = call_on(state.range(0), "ping");
     if (!r.ok()) return fail(state, r.error());
     if (!r->value().AsMap()["pong"].AsBool())
       return fail(state,
@@ -100,11 +221,10 @@ void BM_Ping(benchmark::State& state) {
 }
 
 void BM_PingCold(benchmark::State& state) {
-  auto& w = worker(transport_of(state));
   timed_calls(
       state,
       [&] {
-        auto r = w.call("ping");
+        auto r = call_on(state.range(0), "ping");
         if (!r.ok()) return fail(state, r.error());
         return r->value().AsMap()["pong"].AsBool();
       },
@@ -112,7 +232,6 @@ void BM_PingCold(benchmark::State& state) {
 }
 
 void BM_SmallArgs(benchmark::State& state) {
-  auto& w = worker(transport_of(state));
   const shmpool::Args args = shmpool::make_args([](flexbuffers::Builder& b) {
     b.Int("id", 42);
     b.Double("score", 0.75);
@@ -124,7 +243,7 @@ void BM_SmallArgs(benchmark::State& state) {
     });
   });
   timed_calls(state, [&] {
-    auto r = w.call("echo", args);
+    auto r = call_on(state.range(0), "echo", args);
     if (!r.ok()) return fail(state, r.error());
     if (r->value().AsMap()["id"].AsInt64() != 42)
       return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply",
@@ -135,11 +254,10 @@ void BM_SmallArgs(benchmark::State& state) {
 
 // The payload handed to Python, which acknowledges it (returns its length).
 void BM_PayloadToPython(benchmark::State& state) {
-  auto& w = worker(transport_of(state));
   const size_t n = size_t(state.range(1));
   std::vector<uint8_t> payload(n, 0x5a);
   timed_calls(state, [&] {
-    auto r = w.call("ack", shmpool::empty_args(), payload);
+    auto r = call_on(state.range(0), "ack", shmpool::empty_args(), payload);
     if (!r.ok()) return fail(state, r.error());
     if (r->value().AsMap()["bytes"].AsUInt64() != n)
       return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply",
@@ -151,11 +269,10 @@ void BM_PayloadToPython(benchmark::State& state) {
 
 // The payload echoed back by Python.
 void BM_PayloadEcho(benchmark::State& state) {
-  auto& w = worker(transport_of(state));
   const size_t n = size_t(state.range(1));
   std::vector<uint8_t> payload(n, 0x5a);
   timed_calls(state, [&] {
-    auto r = w.call("echo", shmpool::empty_args(), payload);
+    auto r = call_on(state.range(0), "echo", shmpool::empty_args(), payload);
     if (!r.ok()) return fail(state, r.error());
     if (r->payload().size() != n || (n && r->payload()[n - 1] != 0x5a))
       return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply",
@@ -171,7 +288,7 @@ void BM_PayloadEcho(benchmark::State& state) {
 // and pipe_json (base64 in JSON). Three things Python does with them: ack
 // (returns the length), echo (copies it into ctx.alloc_output, returned in
 // place) and numpy_sum (numpy.frombuffer(...).sum()).
-enum BulkMode { kInPlace = 0, kCopy = 1, kPipe = 2 };
+enum BulkMode { kInPlace = 0, kCopy = 1, kPipe = 2, kZmqBulk = 3 };
 enum BulkOp { kAck = 0, kEcho = 1, kNumpySum = 2 };
 
 void BM_Bulk(benchmark::State& state) {
@@ -179,6 +296,7 @@ void BM_Bulk(benchmark::State& state) {
   const auto op = BulkOp(state.range(1));
   const size_t n = size_t(state.range(2));
   auto& w = worker(mode == kPipe ? Transport::pipe_json : Transport::shm);
+  const int64_t transport = mode == kPipe ? 1 : mode == kZmqBulk ? kZmq : 0;
   std::vector<uint8_t> data(n);
   const double one = 1.0;
   for (size_t i = 0; i + sizeof one <= n; i += sizeof one) std::memcpy(&data[i], &one, sizeof one);
@@ -198,7 +316,7 @@ void BM_Bulk(benchmark::State& state) {
   std::vector<double> lat;
   auto one_call = [&](bool timed) {
     auto t0 = Clock::now();
-    auto r = w.call(command, shmpool::empty_args(), payload);
+    auto r = call_on(transport, command, shmpool::empty_args(), payload);
     auto t1 = Clock::now();
     if (!r.ok()) return fail(state, r.error());
     // Verified outside the timed region.
@@ -223,6 +341,7 @@ void BM_Bulk(benchmark::State& state) {
   if (lat.empty()) return;
   state.counters["p50_us"] = lat[lat.size() / 2];
   state.counters["p99_us"] = lat[std::min(lat.size() - 1, size_t(0.99 * double(lat.size())))];
+  state.counters["p999_us"] = lat[std::min(lat.size() - 1, size_t(0.999 * double(lat.size())))];
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n) * (op == kEcho ? 2 : 1));
 }
 
@@ -250,16 +369,22 @@ void bulk_cases(benchmark::internal::Benchmark* b) {
   b->ArgNames({"mode", "op", "bytes"});
   for (int64_t op : {kAck, kEcho, kNumpySum})
     for (int64_t n : {int64_t(64) << 10, int64_t(1) << 20, int64_t(16) << 20, int64_t(64) << 20})
-      for (int64_t mode : {kInPlace, kCopy, kPipe}) b->Args({mode, op, n});
+      for (int64_t mode : {kInPlace, kCopy, kPipe, kZmqBulk}) b->Args({mode, op, n});
 }
 
 void transports(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"transport"})->Arg(int(Transport::shm))->Arg(int(Transport::pipe_json))->Arg(kZmq);
+}
+// Pools and worker start-up: shm and pipe_json only.
+void pool_transports(benchmark::internal::Benchmark* b) {
   b->ArgNames({"transport"})->Arg(int(Transport::shm))->Arg(int(Transport::pipe_json));
 }
 void payload_sizes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"transport", "bytes"});
   for (int64_t n : {64, 4096, 65536, 1 << 20}) {
-    b->Args({int64_t(Transport::shm), n})->Args({int64_t(Transport::pipe_json), n});
+    b->Args({int64_t(Transport::shm), n})
+        ->Args({int64_t(Transport::pipe_json), n})
+        ->Args({kZmq, n});
   }
 }
 
@@ -426,6 +551,8 @@ void BM_PoolThroughput(benchmark::State& state) {
       benchmark::Counter(lat[lat.size() / 2], benchmark::Counter::kAvgThreads);
   state.counters["p99_us"] = benchmark::Counter(
       lat[std::min(lat.size() - 1, lat.size() * 99 / 100)], benchmark::Counter::kAvgThreads);
+  state.counters["p999_us"] = benchmark::Counter(
+      lat[std::min(lat.size() - 1, lat.size() * 999 / 1000)], benchmark::Counter::kAvgThreads);
 }
 
 // Uncontended checkout + checkin of a slot in the segment (no worker).
@@ -483,12 +610,17 @@ BENCHMARK(BM_Memcpy)
     ->Arg(64 << 20)
     ->UseManualTime()
     ->MinTime(0.2);
-BENCHMARK(BM_PoolPing)->Apply(transports)->UseManualTime();
+BENCHMARK(BM_PoolPing)->Apply(pool_transports)->UseManualTime();
 BENCHMARK(BM_ClientPing)->UseManualTime();
-BENCHMARK(BM_PoolThroughput)->Apply(transports)->Threads(4)->Threads(16)->UseRealTime();
+BENCHMARK(BM_PoolThroughput)
+    ->Apply(pool_transports)
+    ->Threads(1)
+    ->Threads(4)
+    ->Threads(16)
+    ->UseRealTime();
 BENCHMARK(BM_CheckoutCheckin);
 BENCHMARK(BM_WorkerStartup)
-    ->Apply(transports)
+    ->Apply(pool_transports)
     ->UseManualTime()
     ->Iterations(10)
     ->Unit(benchmark::kMillisecond);
@@ -529,9 +661,10 @@ class TableReporter : public benchmark::ConsoleReporter {
       }
       std::string transport = name.find("transport:0") != std::string::npos   ? "shm"
                               : name.find("transport:1") != std::string::npos ? "pipe_json"
+                              : name.find("transport:2") != std::string::npos ? "zmq"
                                                                               : "-";
       std::string key = name;
-      for (const char* t : {"transport:0", "transport:1"}) {
+      for (const char* t : {"transport:0", "transport:1", "transport:2"}) {
         if (auto p = key.find(t); p != std::string::npos) key.erase(p, std::strlen(t));
       }
       while (key.find("//") != std::string::npos) key.replace(key.find("//"), 2, "/");
@@ -562,39 +695,48 @@ class TableReporter : public benchmark::ConsoleReporter {
     };
     std::printf(
         "\n| payload | bytes | shm in place p50 (us) | shm copy p50 (us) | pipe_json p50 (us) | "
-        "in place vs pipe_json |\n|---|---:|---:|---:|---:|---:|\n");
+        "zmq p50 (us) | in place vs pipe_json | in place vs zmq |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const auto& [key, modes] : bulk) {
       auto get = [&](int64_t m) {
         auto it = modes.find(m);
         return it == modes.end() ? 0.0 : it->second;
       };
-      const double in_place = get(kInPlace), copy = get(kCopy), pipe = get(kPipe);
-      std::printf("| %s | %s | %.1f | %.1f | %.1f | %.0fx |\n", ops[key.first],
-                  size(key.second).c_str(), in_place, copy, pipe,
-                  in_place > 0 ? pipe / in_place : 0.0);
+      const double in_place = get(kInPlace), copy = get(kCopy), pipe = get(kPipe),
+                   zmq = get(kZmqBulk);
+      std::printf("| %s | %s | %.1f | %.1f | %.1f | %.1f | %.0fx | %.1fx |\n", ops[key.first],
+                  size(key.second).c_str(), in_place, copy, pipe, zmq,
+                  in_place > 0 ? pipe / in_place : 0.0, in_place > 0 ? zmq / in_place : 0.0);
     }
     for (const auto& [n, p50] : memcpy_p50) {
       auto echo = bulk.find({kEcho, n});
       if (echo == bulk.end() || !echo->second.count(kInPlace) || p50 <= 0) continue;
       const double echo_us = echo->second.at(kInPlace);
-      std::printf("| memcpy (this machine) | %s | %.1f | | | echo in place at %.0f%% of memcpy |\n",
-                  size(n).c_str(), p50, echo_us > 0 ? 100.0 * p50 / echo_us : 0.0);
+      std::printf(
+          "| memcpy (this machine) | %s | %.1f | | | | echo in place at %.0f%% of memcpy | |\n",
+          size(n).c_str(), p50, echo_us > 0 ? 100.0 * p50 / echo_us : 0.0);
     }
   }
 
   void PrintTable() const {
     PrintBulkTable();
     std::printf(
-        "\n| case | shm p50 (us) | shm p99 (us) | pipe_json p50 (us) | pipe_json p99 (us) | p50 "
-        "speed-up |\n");
-    std::printf("|---|---:|---:|---:|---:|---:|\n");
+        "\n| case | shm p50 (us) | shm p99 (us) | pipe_json p50 (us) | pipe_json p99 (us) | "
+        "zmq p50 (us) | zmq p99 (us) | vs pipe_json | vs zmq |\n");
+    std::printf("|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const auto& key : order) {
       const auto& m = rows.at(key);
-      auto shm = m.find("shm"), pipe = m.find("pipe_json");
+      auto shm = m.find("shm"), pipe = m.find("pipe_json"), zmq = m.find("zmq");
       if (shm == m.end() || pipe == m.end() || shm->second.p50 == 0) continue;
-      std::printf("| %s | %.2f | %.2f | %.2f | %.2f | %.1fx |\n", key.c_str(), shm->second.p50,
-                  shm->second.p99, pipe->second.p50, pipe->second.p99,
-                  shm->second.p50 > 0 ? pipe->second.p50 / shm->second.p50 : 0.0);
+      const Row z = zmq == m.end() ? Row{} : zmq->second;
+      auto cell = [](double v) {
+        return v > 0 ? std::to_string(v).substr(0, std::to_string(v).find('.') + 3)
+                     : std::string("-");
+      };
+      std::printf("| %s | %.2f | %.2f | %.2f | %.2f | %s | %s | %.1fx | %s |\n", key.c_str(),
+                  shm->second.p50, shm->second.p99, pipe->second.p50, pipe->second.p99,
+                  cell(z.p50).c_str(), cell(z.p99).c_str(), pipe->second.p50 / shm->second.p50,
+                  z.p50 > 0 ? (cell(z.p50 / shm->second.p50).substr(0, 5) + "x").c_str() : "-");
     }
     bool header = false;
     for (const auto& key : order) {
@@ -660,6 +802,25 @@ int main(int argc, char** argv) {
   }
   int n = int(args.size());
   benchmark::Initialize(&n, args.data());
+  // The machine, in the JSON output's context (Google Benchmark adds CPUs,
+  // MHz and caches itself).
+  {
+    std::ifstream cpuinfo("/proc/cpuinfo");
+    for (std::string line; std::getline(cpuinfo, line);) {
+      if (line.rfind("model name", 0) == 0) {
+        benchmark::AddCustomContext("cpu_model", line.substr(line.find(':') + 2));
+        break;
+      }
+    }
+    std::ifstream release("/proc/sys/kernel/osrelease");
+    std::string kernel;
+    std::getline(release, kernel);
+    benchmark::AddCustomContext("kernel", kernel);
+    benchmark::AddCustomContext("compiler", "g++ " __VERSION__);
+    benchmark::AddCustomContext("build_flags", SHMPOOL_BUILD_FLAGS);
+    benchmark::AddCustomContext("wait_strategy", "hybrid (50 us poll, then futex)");
+    benchmark::AddCustomContext("python", SHMPOOL_PYTHON);
+  }
   TableReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   reporter.PrintTable();

@@ -15,9 +15,12 @@ def parse_args(argv=None) -> argparse.Namespace:
         prog="python3 -m python_shm_worker",
         description="A shmpool Python worker. Normally started by the C++ host "
         "(shmpool::Worker / shmpool::Pool), which passes these flags.")
-    p.add_argument("--transport", choices=["shm", "pipe-json"], default="shm",
+    p.add_argument("--transport", choices=["shm", "pipe-json", "zmq-ipc"], default="shm",
                    help="shm: serve a slot of a shared-memory pool; pipe-json: "
-                   "length-prefixed JSON on stdin/stdout (baseline)")
+                   "length-prefixed JSON on stdin/stdout (baseline); zmq-ipc: the same "
+                   "envelope over a ZeroMQ REP socket (benchmark peer, needs python3-zmq)")
+    p.add_argument("--endpoint", help="ZeroMQ endpoint to bind, for --transport zmq-ipc "
+                   "(e.g. ipc:///tmp/w.sock)")
     p.add_argument("--pool", help="pool (segment) name, for --transport shm")
     p.add_argument("--slot", type=int, default=0, help="slot index in the pool")
     p.add_argument("--owner-pid", type=int, default=0,
@@ -38,6 +41,13 @@ def main(argv=None) -> int:
     if args.transport == "pipe-json":
         from . import pipe_json
         pipe_json.serve(info)
+        return 0
+    if args.transport == "zmq-ipc":
+        if not args.endpoint:
+            print("--endpoint is required with --transport zmq-ipc", file=sys.stderr)
+            return 2
+        from . import zmq_ipc
+        zmq_ipc.serve(args.endpoint, info)
         return 0
     if not args.pool:
         print("--pool is required with --transport shm", file=sys.stderr)
