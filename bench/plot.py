@@ -2,7 +2,7 @@
 
     python3 bench/plot.py RESULTS.json OUT_DIR
 
-Writes OUT_DIR/latency_vs_size.svg (p50 latency of handing a payload to
+Writes OUT_DIR/latency_vs_size.svg (and .png) (p50 latency of handing a payload to
 Python and getting the ack, by payload size, one line per transport),
 OUT_DIR/calls_vs_callers.svg (pool calls/s by number of caller threads, one
 line per transport) and OUT_DIR/bench.md (the same numbers as tables, with
@@ -60,6 +60,7 @@ def main(results, out_dir):
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "latency_vs_size.svg")
+    fig.savefig(out / "latency_vs_size.png", dpi=90)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for transport, points in sorted(throughput.items()):
@@ -73,6 +74,7 @@ def main(results, out_dir):
     ax.legend()
     fig.tight_layout()
     fig.savefig(out / "calls_vs_callers.svg")
+    fig.savefig(out / "calls_vs_callers.png", dpi=90)
 
     ctx = data.get("context", {})
     lines = [f"Machine: {ctx.get('cpu_model', '?')}, {ctx.get('num_cpus', '?')} CPUs, "

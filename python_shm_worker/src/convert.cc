@@ -5,8 +5,10 @@
 
 namespace shmpool::pyworker {
 
-py::object flex_to_py(const flexbuffers::Reference& ref, const uint8_t* end, int depth) {
+py::object flex_to_py(const flexbuffers::Reference& ref, const uint8_t* end, int64_t* budget,
+                      int depth) {
   if (depth > kMaxDepth) throw py::value_error("args nested deeper than 64 levels");
+  if (--*budget < 0) throw py::value_error("args hold more values than their size allows");
   switch (ref.GetType()) {
     case flexbuffers::FBT_NULL:
       return py::none();
@@ -44,7 +46,8 @@ py::object flex_to_py(const flexbuffers::Reference& ref, const uint8_t* end, int
       auto values = m.Values();
       py::dict d;
       for (size_t i = 0; i < keys.size(); ++i) {
-        d[flex_to_py(keys[i], end, depth + 1)] = flex_to_py(values[i], end, depth + 1);
+        d[flex_to_py(keys[i], end, budget, depth + 1)] =
+            flex_to_py(values[i], end, budget, depth + 1);
       }
       return d;
     }
@@ -54,7 +57,7 @@ py::object flex_to_py(const flexbuffers::Reference& ref, const uint8_t* end, int
   if (ref.IsVector() || ref.IsTypedVector() || ref.IsFixedTypedVector()) {
     auto v = ref.AsVector();
     py::list l(v.size());
-    for (size_t i = 0; i < v.size(); ++i) l[i] = flex_to_py(v[i], end, depth + 1);
+    for (size_t i = 0; i < v.size(); ++i) l[i] = flex_to_py(v[i], end, budget, depth + 1);
     return l;
   }
   throw py::value_error("unsupported FlexBuffers type " + std::to_string(int(ref.GetType())));

@@ -15,9 +15,13 @@ namespace py = pybind11;
 inline constexpr int kMaxDepth = 64;
 
 // Converts a verified FlexBuffer value whose buffer ends at `end`. Throws
-// py::value_error past kMaxDepth, and for a key with no terminating NUL
-// before `end` (FlatBuffers 2.0.8's verifier does not check that).
-py::object flex_to_py(const flexbuffers::Reference& ref, const uint8_t* end, int depth = 0);
+// py::value_error past kMaxDepth, past `budget` values in all (FlexBuffers
+// may share a value from many places, so a small buffer can stand for an
+// exponentially large tree; callers pass the buffer's size), and for a key
+// with no terminating NUL before `end` (FlatBuffers 2.0.8's verifier does
+// not check that).
+py::object flex_to_py(const flexbuffers::Reference& ref, const uint8_t* end, int64_t* budget,
+                      int depth = 0);
 
 // Appends `obj` to `b` (as a map value when key != nullptr). Supported: None,
 // bool, int (64-bit signed or unsigned), float, str, bytes-like, dict with

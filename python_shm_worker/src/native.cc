@@ -352,10 +352,11 @@ class ShmWorker {
     bool ok = false;
     py::object result;
     try {
-      py::object args =
-          req->args() && req->args()->size() > 0
-              ? flex_to_py(req->args_flexbuffer_root(), req->args()->data() + req->args()->size())
-              : py::object(py::dict());
+      int64_t budget = req->args() ? int64_t(req->args()->size()) + 16 : 0;
+      py::object args = req->args() && req->args()->size() > 0
+                            ? flex_to_py(req->args_flexbuffer_root(),
+                                         req->args()->data() + req->args()->size(), &budget)
+                            : py::object(py::dict());
       result = handler(args, pyctx);
       ok = true;
     } catch (py::error_already_set& ex) {
@@ -730,10 +731,11 @@ PYBIND11_MODULE(_native, m) {
         py::object session = r->session_id() && r->session_id()->size()
                                  ? py::object(py::str(r->session_id()->str()))
                                  : py::object(py::none());
-        py::object args =
-            r->args() && r->args()->size()
-                ? flex_to_py(r->args_flexbuffer_root(), r->args()->data() + r->args()->size())
-                : py::object(py::dict());
+        int64_t budget = r->args() ? int64_t(r->args()->size()) + 16 : 0;
+        py::object args = r->args() && r->args()->size()
+                              ? flex_to_py(r->args_flexbuffer_root(),
+                                           r->args()->data() + r->args()->size(), &budget)
+                              : py::object(py::dict());
         py::bytes body = r->body() ? py::bytes(reinterpret_cast<const char*>(r->body()->data()),
                                                r->body()->size())
                                    : py::bytes();

@@ -19,8 +19,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<uint8_t> buf(data, data + size);
   if (buf.empty() || !flexbuffers::VerifyBuffer(buf.data(), buf.size())) return 0;
   try {
+    int64_t budget = int64_t(buf.size()) + 16;
     py::object value =
-        flex_to_py(flexbuffers::GetRoot(buf.data(), buf.size()), buf.data() + buf.size());
+        flex_to_py(flexbuffers::GetRoot(buf.data(), buf.size()), buf.data() + buf.size(), &budget);
     flexbuffers::Builder b;
     py_to_flex(b, nullptr, value);
     b.Finish();
