@@ -54,7 +54,6 @@ Errc Arena::try_alloc(uint64_t n, BlockRef* out) {
   }
   if (run < need) {
     unlock_word(control_->lock);
-    control_->alloc_failures.fetch_add(1, std::memory_order_relaxed);
     return Errc::no_space;
   }
   ArenaBlock& b = blocks_[run_start];
@@ -145,27 +144,6 @@ Errc Arena::resolve(uint32_t index, uint64_t offset, uint64_t length, std::span<
   *out = {data_ + uint64_t(index) * kArenaPage + offset, length};
   if (word) *word = w;
   return Errc::ok;
-}
-
-bool Arena::locate(const void* p, uint64_t n, BlockRef* out, uint64_t* offset) const {
-  auto* q = static_cast<const uint8_t*>(p);
-  if (!enabled() || q < data_ || q >= data_ + capacity() || n > uint64_t(data_ + capacity() - q)) {
-    return false;
-  }
-  const uint64_t at = uint64_t(q - data_);
-  const uint32_t me = my_pid() & 0xffffffu;
-  bool found = false;
-  for_each_live([&](uint32_t i, uint64_t w, uint32_t pages) {
-    const uint64_t start = uint64_t(i) * kArenaPage, end = start + uint64_t(pages) * kArenaPage;
-    if (found || at < start || at + n > end) return;
-    if (block_state(w) != BlockState::held || block_holder(w) != me) return;
-    out->index = i;
-    out->word = w;
-    out->bytes = {data_ + start, end - start};
-    *offset = at - start;
-    found = true;
-  });
-  return found;
 }
 
 bool Arena::pin(uint32_t index, uint64_t word) {

@@ -65,12 +65,16 @@ static_assert(sizeof(ArenaBlock) == 16);
 static_assert(std::is_standard_layout_v<ArenaBlock>);
 
 // Lives in the segment header.
+//   lock: allocators (acquire CAS / release store, shm_lock.h); a dead
+//     holder's lock is taken over.
+//   freed: rung by whoever frees a block (after the freeing CAS, release),
+//     waited on by allocators (see Doorbell); a dead ringer costs a waiter
+//     at most its deadline.
 struct ArenaControl {
-  std::atomic<uint64_t> lock{0};            // allocation lock (shm_lock.h)
-  Doorbell freed;                           // rung whenever a block becomes free
-  std::atomic<uint64_t> alloc_failures{0};  // statistics: allocations refused (relaxed)
+  std::atomic<uint64_t> lock{0};
+  Doorbell freed;
 };
-static_assert(sizeof(ArenaControl) == 24);
+static_assert(sizeof(ArenaControl) == 16);
 
 // A block as seen by the process holding it.
 struct BlockRef {
@@ -106,8 +110,6 @@ class Arena {
   // shared memory: every bound checked. Errc::corrupt on any failure.
   Errc resolve(uint32_t index, uint64_t offset, uint64_t length, std::span<uint8_t>* out,
                uint64_t* word = nullptr) const;
-  // The block held by this process that contains [p, p + n), if any.
-  bool locate(const void* p, uint64_t n, BlockRef* out, uint64_t* offset) const;
   // Pins live block `index` for this process; false if another process pins
   // it or it is no longer live.
   bool pin(uint32_t index, uint64_t word);

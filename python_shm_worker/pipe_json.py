@@ -17,28 +17,7 @@ import sys
 import traceback
 from typing import Any, BinaryIO, Optional
 
-from .registry import Output, handlers
-
-
-class PipeContext:
-    """Context for one call over the pipe transport (same surface as shm)."""
-
-    __slots__ = ("request_id", "session_id", "command", "payload", "body", "output")
-
-    def __init__(self, request_id: int, session_id: Optional[str], command: str, payload: bytes):
-        self.request_id = request_id
-        self.session_id = session_id or None
-        self.command = command
-        self.payload = memoryview(payload).toreadonly()
-        self.body = memoryview(b"")
-        self.output: Optional[memoryview] = None
-
-    def alloc_output(self, n: int) -> memoryview:
-        """A writable buffer of n bytes for the reply's payload (base64 here)."""
-        if self.output is not None:
-            raise ValueError("alloc_output() may be called once per call")
-        self.output = memoryview(bytearray(n))
-        return self.output
+from .registry import MessageContext, handlers, split_result
 
 
 def _decode(value: Any) -> Any:
@@ -117,21 +96,11 @@ def serve(info: dict) -> None:
                               f"no handler registered for command '{cmd}'", command=cmd))
             continue
         payload = base64.b64decode(req["payload"]) if req.get("payload") else b""
-        ctx = PipeContext(rid, req.get("session_id"), cmd, payload)
+        ctx = MessageContext(rid, req.get("session_id"), cmd, payload)
         try:
             result = handler(_decode(req.get("args") or {}), ctx)
             response = {"id": rid, "status": "ok"}
-            value, payload = result, None
-            if isinstance(result, Output):
-                value, payload = result.value, result.payload
-            elif result is not None and not isinstance(result, (str, dict, list, tuple, int, float)):
-                try:
-                    payload = memoryview(result)  # a bytes-like result is the payload
-                    value = None
-                except TypeError:
-                    pass
-            if payload is None and ctx.output is not None:
-                payload = ctx.output
+            value, payload = split_result(result, ctx)
             response["result"] = _encode(value)
             if payload is not None:
                 response["payload"] = base64.b64encode(memoryview(payload).cast("B")).decode("ascii")

@@ -6,7 +6,7 @@ import importlib
 import importlib.util
 import os
 import sys
-from typing import Any, Callable, Dict
+from typing import Any, Callable, Dict, Optional, Tuple
 
 Handler = Callable[[Dict[str, Any], Any], Any]
 
@@ -30,6 +30,47 @@ class Output:
         self.value = value
         self.payload = payload
         self.body = body
+
+
+class MessageContext:
+    """Context of a call over a message transport (pipe-JSON, ZeroMQ): the
+    same surface as the shared-memory one, over private buffers."""
+
+    __slots__ = ("request_id", "session_id", "command", "payload", "body", "output")
+
+    def __init__(self, request_id: int, session_id: Optional[str], command: str,
+                 payload: Any, body: Any = b"") -> None:
+        self.request_id = request_id
+        self.session_id = session_id or None
+        self.command = command
+        self.payload = memoryview(payload).toreadonly()
+        self.body = memoryview(body)
+        self.output: Optional[memoryview] = None
+
+    def alloc_output(self, n: int) -> memoryview:
+        """A writable buffer of n bytes for the reply's payload."""
+        if self.output is not None:
+            raise ValueError("alloc_output() may be called once per call")
+        self.output = memoryview(bytearray(n))
+        return self.output
+
+
+def split_result(result: Any, ctx: Any) -> Tuple[Any, Any]:
+    """(value, payload) of a handler's result, as every transport reads it:
+    Output(value, payload), a bytes-like result (the payload), or a value
+    with ctx.alloc_output's block as the payload."""
+    value, payload = result, None
+    if isinstance(result, Output):
+        value, payload = result.value, result.payload
+    elif result is not None and not isinstance(result, (str, dict, list, tuple, int, float)):
+        try:
+            payload = memoryview(result)
+            value = None
+        except TypeError:
+            pass
+    if payload is None and getattr(ctx, "output", None) is not None:
+        payload = ctx.output
+    return value, payload
 
 
 def command(name: str) -> Callable[[Handler], Handler]:

@@ -10,45 +10,9 @@ Same handlers and ``ctx`` surface as the other transports.
 from __future__ import annotations
 
 import traceback
-from typing import Any, Optional
 
 from . import _native
-from .registry import Output, handlers
-
-
-class ZmqContext:
-    __slots__ = ("request_id", "session_id", "command", "payload", "body", "output")
-
-    def __init__(self, request_id: int, session_id: Optional[str], command: str,
-                 payload: memoryview, body: bytes) -> None:
-        self.request_id = request_id
-        self.session_id = session_id
-        self.command = command
-        self.payload = payload
-        self.body = memoryview(body)
-        self.output: Optional[memoryview] = None
-
-    def alloc_output(self, n: int) -> memoryview:
-        if self.output is not None:
-            raise ValueError("alloc_output() may be called once per call")
-        self.output = memoryview(bytearray(n))
-        return self.output
-
-
-def _split(result: Any, ctx: ZmqContext):
-    """(value, payload) of a handler's result, as the other transports read it."""
-    value, payload = result, None
-    if isinstance(result, Output):
-        value, payload = result.value, result.payload
-    elif result is not None and not isinstance(result, (str, dict, list, tuple, int, float)):
-        try:
-            payload = memoryview(result)
-            value = None
-        except TypeError:
-            pass
-    if payload is None and ctx.output is not None:
-        payload = ctx.output
-    return value, payload
+from .registry import MessageContext, handlers, split_result
 
 
 def serve(endpoint: str, info: dict) -> None:
@@ -80,9 +44,9 @@ def serve(endpoint: str, info: dict) -> None:
                                 f"no handler registered for command '{cmd}'", {"command": cmd})))
                 continue
             payload = frames[1].buffer.toreadonly() if len(frames) > 1 else memoryview(b"")
-            ctx = ZmqContext(rid, session, cmd, payload, body)
+            ctx = MessageContext(rid, session, cmd, payload, body)
             try:
-                value, out = _split(handler(args, ctx), ctx)
+                value, out = split_result(handler(args, ctx), ctx)
                 env = _native.encode_response(rid, value)
             except Exception as exc:  # noqa: BLE001 - every handler failure becomes a reply
                 out = None

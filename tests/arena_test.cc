@@ -127,22 +127,6 @@ TEST_F(ArenaTest, ResolveChecksEveryBound) {
   EXPECT_EQ(arena_.resolve(b.index, 0, 1, &s), Errc::corrupt) << "freed";
 }
 
-TEST_F(ArenaTest, LocateFindsOnlyOurOwnBlocks) {
-  BlockRef b;
-  ASSERT_EQ(arena_.try_alloc(3 * kArenaPage, &b), Errc::ok);
-  BlockRef found;
-  uint64_t offset = 0;
-  ASSERT_TRUE(arena_.locate(b.bytes.data() + 100, 50, &found, &offset));
-  EXPECT_EQ(found.index, b.index);
-  EXPECT_EQ(offset, 100u);
-  EXPECT_FALSE(arena_.locate(b.bytes.data() + 100, 3 * kArenaPage, &found, &offset))
-      << "runs past the block";
-  uint8_t outside[16];
-  EXPECT_FALSE(arena_.locate(outside, sizeof outside, &found, &offset));
-  arena_.free(b.index, b.word);
-  EXPECT_FALSE(arena_.locate(b.bytes.data(), 1, &found, &offset)) << "freed";
-}
-
 TEST_F(ArenaTest, TakeHandsABlockOver) {
   BlockRef b;
   ASSERT_EQ(arena_.try_alloc(1, &b), Errc::ok);
