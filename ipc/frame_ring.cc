@@ -1,5 +1,6 @@
 #include "ipc/frame_ring.h"
 
+#include <algorithm>
 #include <cstring>
 
 namespace shmpool::ipc {
@@ -7,6 +8,14 @@ namespace shmpool::ipc {
 namespace {
 constexpr uint64_t kHeader = sizeof(FrameHeader);
 constexpr uint64_t kRewindBytes = 16 * 1024;
+
+// The fields of a padding frame of `total` bytes at `at`, all but its seal.
+void write_pad(uint8_t* at, uint64_t total) {
+  auto* h = reinterpret_cast<FrameHeader*>(at);
+  h->body_length = uint32_t(total - kHeader);
+  h->envelope_offset = 0;
+  h->envelope_length = 0;
+}
 
 // Free bytes given the counters, or UINT64_MAX when they are inconsistent
 // (a hostile or crashed peer wrote them).
@@ -59,12 +68,10 @@ Errc FrameRing::reserve(uint32_t body_length, int64_t deadline_ns, const WaitPol
     }
     const auto [rewind, need] = need_for(free);
     if (free >= need) {
-      if (rewind) {
-        FrameHeader pad{};
-        pad.kind = uint32_t(FrameKind::pad);
-        pad.body_length = uint32_t(contiguous - kHeader);
-        std::memcpy(data_ + pos, &pad, sizeof pad);
-      }
+      // A padding frame is sealed at commit, after the frame it skips to.
+      if (rewind) write_pad(data_ + pos, contiguous);
+      pad_pending_ = rewind;
+      pad_pos_ = head;
       reserved_head_ = head + (rewind ? contiguous : 0);
       reserved_start_ = rewind ? 0 : pos;
       out->body = data_ + reserved_start_ + kHeader;
@@ -74,12 +81,10 @@ Errc FrameRing::reserve(uint32_t body_length, int64_t deadline_ns, const WaitPol
     if (rewind && free >= contiguous && contiguous < total && contiguous + total > capacity_) {
       // The frame and the padding can never be free at once: publish the
       // padding alone so the consumer moves to offset 0 as soon as it can.
-      FrameHeader pad{};
-      pad.kind = uint32_t(FrameKind::pad);
-      pad.body_length = uint32_t(contiguous - kHeader);
-      std::memcpy(data_ + pos, &pad, sizeof pad);
+      write_pad(data_ + pos, contiguous);
+      publish(head, contiguous, FrameKind::pad, true);
       head += contiguous;
-      ctl_->head.store(head, std::memory_order_release);  // pairs with the acquire in peek()
+      ctl_->head.store(head, std::memory_order_release);  // for status readers
       ctl_->data.ring();
       continue;
     }
@@ -96,42 +101,61 @@ Errc FrameRing::reserve(uint32_t body_length, int64_t deadline_ns, const WaitPol
   }
 }
 
+void FrameRing::publish(uint64_t pos, uint64_t total, FrameKind kind, bool unseal_next) {
+  const uint64_t next = pos + total;
+  // The slot after this frame is free unless the ring is now full; then it
+  // holds the header at tail, sealed for a position one lap earlier. reserve()
+  // left cached_tail_ valid and <= the real tail.
+  if (unseal_next && next - cached_tail_ < capacity_) {
+    std::atomic_ref<uint32_t>(reinterpret_cast<FrameHeader*>(data_ + next % capacity_)->seal)
+        .store(unsealed(next), std::memory_order_relaxed);  // ordered by the release below
+  }
+  std::atomic_ref<uint32_t>(reinterpret_cast<FrameHeader*>(data_ + pos % capacity_)->seal)
+      .store(frame_seal(pos, kind), std::memory_order_release);  // pairs with seal_at()
+}
+
 void FrameRing::commit(uint32_t body_length, uint32_t envelope_offset, uint32_t envelope_length) {
-  FrameHeader h{};
-  h.kind = uint32_t(FrameKind::data);
-  h.body_length = body_length;
-  h.envelope_offset = envelope_offset;
-  h.envelope_length = envelope_length;
-  std::memcpy(data_ + reserved_start_, &h, sizeof h);
+  auto* h = reinterpret_cast<FrameHeader*>(data_ + reserved_start_);
+  h->body_length = body_length;
+  h->envelope_offset = envelope_offset;
+  h->envelope_length = envelope_length;
   const uint64_t total = align_up(kHeader + uint64_t(body_length), kCacheLine);
-  ctl_->head.store(reserved_head_ + total, std::memory_order_release);  // pairs with peek()
+  publish(reserved_head_, total, FrameKind::data, true);
+  // The padding before a rewound frame last: the consumer, polling the
+  // padding's slot, then finds the frame it skips to already sealed.
+  if (pad_pending_) publish(pad_pos_, reserved_head_ - pad_pos_, FrameKind::pad, false);
+  pad_pending_ = false;
+  ctl_->head.store(reserved_head_ + total, std::memory_order_release);  // for status readers
   ctl_->data.ring();
 }
 
 Errc FrameRing::peek(Frame* out) {
   // The consumer owns tail.
   uint64_t tail = ctl_->tail.load(std::memory_order_relaxed);
+  if (tail % kCacheLine != 0) return Errc::corrupt;
   for (;;) {
-    // acquire: pairs with the release store of head in commit()/reserve().
-    uint64_t head = ctl_->head.load(std::memory_order_acquire);
-    if (head == tail) return Errc::empty;
-    if (tail % kCacheLine != 0 || free_bytes(head, tail, capacity_) == UINT64_MAX) {
-      return Errc::corrupt;
-    }
-    const uint64_t used = head - tail;
     const uint64_t pos = tail % capacity_;
+    const uint32_t seal = seal_at(pos);  // acquire: the frame's bytes are visible
+    if ((seal | 1) != frame_seal(tail, FrameKind::pad)) return Errc::empty;
     FrameHeader h;  // copied out: the producer may scribble on shared memory
     std::memcpy(&h, data_ + pos, sizeof h);
     const uint64_t total = align_up(kHeader + uint64_t(h.body_length), kCacheLine);
-    if (total > used || pos + total > capacity_) return Errc::corrupt;
-    if (h.kind == uint32_t(FrameKind::pad)) {
+    if (total > capacity_ - pos) return Errc::corrupt;
+    if (seal == frame_seal(tail, FrameKind::pad)) {
       tail += total;
       ctl_->tail.store(tail, std::memory_order_release);  // pairs with reserve()
       ctl_->space.ring();
       continue;
     }
-    if (h.kind != uint32_t(FrameKind::data)) return Errc::corrupt;
     if (uint64_t(h.envelope_offset) + h.envelope_length > h.body_length) return Errc::corrupt;
+    // The envelope's other cache lines are read next (verification jumps
+    // around in it): start fetching them all now rather than one by one.
+    const uint8_t* env = data_ + pos + kHeader + h.envelope_offset;
+    const uint64_t env_lines = std::min<uint64_t>(h.envelope_length, 16 * kCacheLine);
+    for (uint64_t off = kCacheLine - (pos + kHeader + h.envelope_offset) % kCacheLine;
+         off < env_lines; off += kCacheLine) {
+      __builtin_prefetch(env + off);
+    }
     out->body = data_ + pos + kHeader;
     out->body_length = h.body_length;
     out->envelope_offset = h.envelope_offset;
@@ -150,6 +174,9 @@ void FrameRing::reset() {
   ctl_->epoch.fetch_add(1, std::memory_order_relaxed);
   cache_valid_ = false;
   ctl_->head.store(0, std::memory_order_relaxed);
+  // Stale frames of the last epoch start at 0 too: unseal the first slot.
+  std::atomic_ref<uint32_t>(reinterpret_cast<FrameHeader*>(data_)->seal)
+      .store(unsealed(0), std::memory_order_relaxed);
   ctl_->tail.store(0, std::memory_order_release);  // published by the slot state change
 }
 

@@ -14,12 +14,25 @@
 // out-of-bounds read. A hostile consumer can at worst make the producer see
 // Errc::corrupt.
 //
-// Memory ordering: commit() writes the frame, then stores `head` with release
-// (pairs with the acquire load of `head` in peek()), then rings `data`.
-// release() stores `tail` with release (pairs with the acquire load of `tail`
-// in reserve()), then rings `space`. Frame bytes are therefore visible to the
-// consumer before it sees the new head, and the producer never overwrites a
-// frame the consumer still reads.
+// Memory ordering: commit() writes the frame, then stores its header's
+// `seal` with release (pairs with the acquire load of the seal in peek() and
+// readable()), then stores `head` and rings `data`. release() stores `tail`
+// with release (pairs with the acquire load of `tail` in reserve()), then
+// rings `space`. Frame bytes are therefore visible to the consumer before it
+// sees the seal, and the producer never overwrites a frame the consumer still
+// reads.
+//
+// Why a seal: the consumer polls the header of the frame it expects next,
+// not `head`. One cache line then carries the signal, the header and the
+// start of a small envelope: one transfer per message instead of two (head,
+// then frame). A seal names the frame's absolute position (frame_seal), so a
+// header left from an earlier lap never matches. Bytes that are not a header
+// (an old payload) could; so before sealing a frame, the producer overwrites
+// the seal word of the slot right after it with unsealed(next) whenever that
+// slot is free. If it is not free the ring is full, and the slot holds the
+// header of the frame at `tail`, whose seal names a position one lap earlier.
+// Invariant: the slot at `head` never carries a seal matching its position.
+// reset() re-establishes it by unsealing slot 0.
 #pragma once
 
 #include <atomic>
@@ -33,12 +46,13 @@ namespace shmpool::ipc {
 
 // Control block, in the segment. Zeroed memory is an empty ring.
 // | field | writer   | reader   | order (writer / reader) | writer dies mid-update        |
-// | head  | producer | consumer | release / acquire       | frame not published: lost     |
+// | head  | producer | producer, status readers | release / acquire | frame not published: lost |
 // | data  | producer | consumer | see Doorbell            | consumer sleeps to deadline   |
 // | tail  | consumer | producer | release / acquire       | frame not released: ring full |
 // | space | consumer | producer | see Doorbell            | producer sleeps to deadline   |
 // | epoch | owner (reset, no peers active) | producer | relaxed (ordered by the slot state change)
-// | - | head and tail are byte counters that only grow; head - tail <= capacity. The ring's
+// | - | head and tail are byte counters that only grow; head - tail <= capacity. The consumer
+// learns of a frame from its header's seal, not from head (see above). The ring's
 // capacity and data offset are not stored here: each side takes them from its own trusted
 // configuration.
 struct RingControl {
@@ -56,17 +70,32 @@ static_assert(sizeof(RingControl) == 4 * kCacheLine);
 static_assert(offsetof(RingControl, tail) == 2 * kCacheLine);
 static_assert(std::atomic<uint64_t>::is_always_lock_free);
 
-enum class FrameKind : uint32_t { data = 0x46524d31 /* "FRM1" */, pad = 0x50414431 /* "PAD1" */ };
+enum class FrameKind : uint32_t { data = 0, pad = 1 };
 
 // Precedes every frame; frames start on a cache line. Kept small so that a
 // small envelope shares the header's cache line (one transfer less per frame).
+// `seal` is written and polled atomically (std::atomic_ref), last by the
+// producer; the other fields are plain and read only after the seal matched.
 struct FrameHeader {
-  uint32_t kind;             // FrameKind
+  uint32_t seal;             // frame_seal(position, kind) once published
   uint32_t body_length;      // bytes after this header, before padding
   uint32_t envelope_offset;  // FlatBuffer envelope, relative to the body
   uint32_t envelope_length;
 };
 static_assert(sizeof(FrameHeader) == 16);
+// Headers start on a cache line, so `seal` is aligned for atomic_ref.
+static_assert(kCacheLine % std::atomic_ref<uint32_t>::required_alignment == 0);
+
+// The seal of a frame of `kind` that starts at absolute ring position `pos`
+// (a multiple of kCacheLine). Never 0, so zeroed memory is an empty ring.
+// Seals of the same slot one lap apart differ while capacity < 2^37 bytes
+// (rings are at most 2 GiB).
+constexpr uint32_t frame_seal(uint64_t pos, FrameKind kind) {
+  return uint32_t((pos / kCacheLine + 1) << 1) | uint32_t(kind);
+}
+// What the producer writes into the slot at `pos` to make sure neither seal
+// of that position is there.
+constexpr uint32_t unsealed(uint64_t pos) { return frame_seal(pos, FrameKind::data) ^ 0x80000000u; }
 
 constexpr uint64_t align_up(uint64_t n, uint64_t a) { return (n + a - 1) / a * a; }
 
@@ -109,10 +138,12 @@ class FrameRing {
   // Consumer: the next frame if there is one (Errc::empty otherwise).
   // Padding frames are skipped. Errc::corrupt on a malformed header.
   Errc peek(Frame* out);
-  // Consumer: true if a frame may be readable (head != tail); cheap, no checks.
+  // Consumer: true if a frame may be readable (its seal is there) or peek()
+  // has an error to report; cheap.
   bool readable() const {
-    return ctl_->head.load(std::memory_order_acquire) !=  // pairs with the release in commit()
-           ctl_->tail.load(std::memory_order_relaxed);
+    const uint64_t tail = ctl_->tail.load(std::memory_order_relaxed);  // the consumer's own
+    if (tail % kCacheLine != 0) return true;  // scribbled over: peek() reports it
+    return (seal_at(tail % capacity_) | 1) == frame_seal(tail, FrameKind::pad);
   }
   // Consumer: waits for a frame, or until `stop()` is true, or the deadline.
   template <class Stop>
@@ -130,12 +161,24 @@ class FrameRing {
   RingControl* control() const { return ctl_; }
 
  private:
+  // acquire: pairs with the release store in publish().
+  uint32_t seal_at(uint64_t offset) const {
+    return std::atomic_ref<uint32_t>(reinterpret_cast<FrameHeader*>(data_ + offset)->seal)
+        .load(std::memory_order_acquire);
+  }
+  // Producer: seals the frame of `total` bytes at absolute position `pos`,
+  // after unsealing the slot that follows it when that slot is free (and
+  // `unseal_next`: not when that slot holds the frame just sealed).
+  void publish(uint64_t pos, uint64_t total, FrameKind kind, bool unseal_next);
+
   RingControl* ctl_ = nullptr;
   uint8_t* data_ = nullptr;
   uint64_t capacity_ = 0;
   // Producer-local: the reservation in progress.
   uint64_t reserved_head_ = 0;   // head value when reserve() succeeded
-  uint64_t reserved_start_ = 0;  // position of the data frame (after any padding)
+  uint64_t reserved_start_ = 0;  // offset of the data frame in data_ (after any padding)
+  uint64_t pad_pos_ = 0;         // absolute position of a padding frame sealed at commit
+  bool pad_pending_ = false;
   // Producer-local copy of the consumer's tail: reading `tail` costs a cache
   // line transfer, so it is re-read only when the copy says "no room". Tail
   // only grows within an epoch, so a stale copy is conservative.

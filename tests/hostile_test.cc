@@ -1,8 +1,9 @@
 // A worker that attacks its host through its response ring (hostile_worker):
 // garbage envelopes, wrong ids, out-of-range payload offsets, truncated
-// frames, impossible lengths, a ring head or tail scribbled over. The host
-// must never crash or read outside the segment (this also runs under ASan),
-// must answer the caller with protocol_error, and must replace the worker.
+// frames, impossible lengths, a padding frame past the ring's end, a ring
+// tail scribbled over. The host must never crash or read outside the segment
+// (this also runs under ASan), must answer the caller with protocol_error,
+// and must replace the worker.
 #include <gtest/gtest.h>
 
 #include <string>
@@ -54,7 +55,7 @@ INSTANTIATE_TEST_SUITE_P(Attacks, HostileWorkerTest,
                          ::testing::Values("garbage_envelope", "wrong_id", "payload_out_of_range",
                                            "truncated_envelope", "huge_body_length",
                                            "envelope_outside_body", "random_header",
-                                           "head_beyond_ring", "scribbled_tail"));
+                                           "pad_beyond_ring", "scribbled_tail"));
 
 TEST_F(HostileWorkerSlotTest, AWorkerScribblingOnItsSlotStateIsReplaced) {
   // The reply itself is well formed, so the call may succeed; the slot's

@@ -69,12 +69,16 @@ void send_raw(ipc::FrameRing& ring, uint32_t body, Scribble&& scribble) {
   ipc::FrameSpace space;
   if (ring.reserve(body, ipc::monotonic_ns() + 1'000'000'000, kBlock, &space) != ipc::Errc::ok)
     return;
+  // (A few small frames at the start of the ring: never rewound, so the
+  // frame starts at `head`.)
   auto* header = reinterpret_cast<ipc::FrameHeader*>(space.body - sizeof(ipc::FrameHeader));
-  header->kind = uint32_t(ipc::FrameKind::data);
+  ipc::FrameKind kind = ipc::FrameKind::data;
   header->body_length = body;
   header->envelope_offset = 0;
   header->envelope_length = body;
-  scribble(header, space.body);
+  scribble(header, space.body, &kind);
+  std::atomic_ref<uint32_t>(header->seal)
+      .store(ipc::frame_seal(head, kind), std::memory_order_release);
   ctl->head.store(head + ipc::align_up(sizeof(ipc::FrameHeader) + body, ipc::kCacheLine),
                   std::memory_order_release);
   ctl->data.ring();
@@ -118,26 +122,29 @@ int main(int argc, char** argv) {
     send(responses, response(id, true, &ref));
   } else if (mode == "truncated_envelope") {
     std::vector<uint8_t> env = response(id, true);
-    send_raw(responses, uint32_t(env.size()), [&](ipc::FrameHeader* h, uint8_t* body) {
+    send_raw(responses, uint32_t(env.size()), [&](ipc::FrameHeader* h, uint8_t* body, auto*) {
       std::memcpy(body, env.data(), env.size());
       h->envelope_length = uint32_t(env.size() / 2);
     });
   } else if (mode == "huge_body_length") {
-    send_raw(responses, 64, [](ipc::FrameHeader* h, uint8_t*) { h->body_length = 0xfffffff0u; });
+    send_raw(responses, 64,
+             [](ipc::FrameHeader* h, uint8_t*, auto*) { h->body_length = 0xfffffff0u; });
   } else if (mode == "envelope_outside_body") {
-    send_raw(responses, 64, [](ipc::FrameHeader* h, uint8_t*) {
+    send_raw(responses, 64, [](ipc::FrameHeader* h, uint8_t*, auto*) {
       h->envelope_offset = 60;
       h->envelope_length = 1u << 30;
     });
   } else if (mode == "random_header") {
-    send_raw(responses, 64, [&](ipc::FrameHeader* h, uint8_t* body) {
-      random_bytes(reinterpret_cast<uint8_t*>(h), sizeof *h);
+    send_raw(responses, 64, [&](ipc::FrameHeader* h, uint8_t* body, auto*) {
+      random_bytes(reinterpret_cast<uint8_t*>(h), sizeof *h);  // the seal is set after
       random_bytes(body, 64);
     });
-  } else if (mode == "head_beyond_ring") {
-    ipc::RingControl* ctl = responses.control();
-    ctl->head.store(ctl->tail.load() + responses.capacity() * 3 + 8, std::memory_order_release);
-    ctl->data.ring();
+  } else if (mode == "pad_beyond_ring") {
+    // A padding frame that would skip past the end of the ring.
+    send_raw(responses, 64, [](ipc::FrameHeader* h, uint8_t*, ipc::FrameKind* kind) {
+      *kind = ipc::FrameKind::pad;
+      h->body_length = 0x7ffffff0u;
+    });
   } else if (mode == "scribbled_slot_state") {
     // Not a state any shmpool process writes; then a proper reply.
     seg->slot(uint32_t(slot)).state.store(0xdead0000000000ffull, std::memory_order_release);

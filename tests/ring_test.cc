@@ -122,22 +122,68 @@ TEST(FrameRing, CorruptHeaderIsReportedNotFollowed) {
   get(c, &e);
   EXPECT_EQ(e, Errc::corrupt);
   h.body_length = 5;
-  h.kind = 0xdeadbeef;  // unknown kind
-  std::memcpy(f.data.data(), &h, sizeof h);
-  get(c, &e);
-  EXPECT_EQ(e, Errc::corrupt);
-  h.kind = uint32_t(FrameKind::data);
   h.envelope_offset = 4;
   h.envelope_length = 100;  // envelope past the body
   std::memcpy(f.data.data(), &h, sizeof h);
   get(c, &e);
   EXPECT_EQ(e, Errc::corrupt);
+  h.envelope_length = 1;
+  h.seal = frame_seal(0, FrameKind::pad);
+  h.body_length = 4096;  // a padding frame past the end
+  std::memcpy(f.data.data(), &h, sizeof h);
+  get(c, &e);
+  EXPECT_EQ(e, Errc::corrupt);
+  h.seal = frame_seal(4096, FrameKind::data);  // sealed for the next lap: not there yet
+  std::memcpy(f.data.data(), &h, sizeof h);
+  get(c, &e);
+  EXPECT_EQ(e, Errc::empty);
+}
+
+TEST(FrameRing, StaleBytesAtTheNextSlotAreNeverTakenForAFrame) {
+  // A payload can hold any bytes, including the seal the next frame's slot
+  // will carry one lap later. The producer unseals that slot before sealing a
+  // frame, so the consumer never takes leftovers for a frame.
+  RingFixture f(4096);
+  FrameRing p = f.producer(), c = f.producer();
+  constexpr uint64_t kFrame = 4096 - 64;  // the largest frame, header included
+  for (int round = 0; round < 4; ++round) {
+    // One-line frames up to the start of a lap, where the big frame goes.
+    while (f.control.head.load() % 4096 != 0) {
+      ASSERT_EQ(put(p, "filler"), Errc::ok);
+      ASSERT_EQ(get(c), "filler");
+    }
+    const uint64_t at = f.control.head.load();
+    // Its body forges, on every line, a data header sealed for that slot's
+    // position one lap later.
+    std::string forged(kFrame - sizeof(FrameHeader), '\0');
+    for (uint64_t line = 64; line < kFrame; line += 64) {
+      FrameHeader h{};
+      h.seal = frame_seal(at + line + 4096, FrameKind::data);
+      h.body_length = 8;
+      h.envelope_length = 8;
+      std::memcpy(forged.data() + line - sizeof(FrameHeader), &h, sizeof h);
+    }
+    ASSERT_EQ(put(p, forged), Errc::ok);
+    ASSERT_EQ(f.control.head.load(), at + kFrame);
+    ASSERT_EQ(get(c), forged);
+    Errc e;
+    get(c, &e);
+    EXPECT_EQ(e, Errc::empty) << "round " << round;
+    // Small frames walk the consumer across every forged slot.
+    for (int i = 0; i < 70; ++i) {
+      const std::string small(20, char('a' + i % 26));
+      ASSERT_EQ(put(p, small), Errc::ok);
+      ASSERT_EQ(get(c), small);
+      get(c, &e);
+      ASSERT_EQ(e, Errc::empty) << "round " << round << " frame " << i;
+    }
+  }
 }
 
 TEST(FrameRing, TornCountersAreReportedOnBothSides) {
   RingFixture f(4096);
   FrameRing p = f.producer(), c = f.producer();
-  f.control.head.store(1u << 20);  // head far beyond tail + capacity
+  f.control.tail.store(100);  // not frame-aligned
   Errc e;
   get(c, &e);
   EXPECT_EQ(e, Errc::corrupt);
@@ -145,10 +191,11 @@ TEST(FrameRing, TornCountersAreReportedOnBothSides) {
   f.control.tail.store(128);  // tail ahead of head
   FrameSpace sp;
   EXPECT_EQ(p.reserve(8, soon(), no_wait, &sp), Errc::corrupt);
-  f.control.head.store(100);  // not frame-aligned
+  f.control.head.store(1u << 20);  // head far beyond tail + capacity
   f.control.tail.store(0);
-  get(c, &e);
-  EXPECT_EQ(e, Errc::corrupt);
+  EXPECT_EQ(p.reserve(8, soon(), no_wait, &sp), Errc::corrupt);
+  f.control.head.store(100);  // not frame-aligned
+  EXPECT_EQ(p.reserve(8, soon(), no_wait, &sp), Errc::corrupt);
 }
 
 TEST(FrameRing, RandomFrameSizesSingleThreaded) {

@@ -2,6 +2,11 @@
 // The input is the ring's data (4 KiB) followed by head and tail words: a
 // peer can write anything there. peek/release must never read or write
 // outside the ring, and must end (every peek either fails or advances).
+//
+// A seal is a function of the position (frame_seal), which a fuzzer would
+// rarely guess: in the input, a line's first word only says "sealed" (bit 1)
+// and the kind (bit 0), and the target writes the seal the consumer expects
+// at that line. Every other byte reaches the consumer as it is.
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -25,6 +30,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   control.head.store(head);
   control.tail.store(tail);
+  const uint64_t lap = tail - tail % kCapacity;
+  for (uint64_t off = 0; off < kCapacity; off += 64) {
+    uint32_t word;
+    std::memcpy(&word, ring_data + off, 4);
+    if ((word & 2) == 0) continue;
+    const uint64_t pos = lap + off + (off < tail % kCapacity ? kCapacity : 0);
+    const uint32_t seal = frame_seal(pos, FrameKind(word & 1));
+    std::memcpy(ring_data + off, &seal, 4);
+  }
   FrameRing ring(&control, ring_data, kCapacity);
   for (int i = 0; i < 64; ++i) {  // a ring holds at most 4096/16 frames; bounded anyway
     Frame f;

@@ -151,8 +151,18 @@ int main(int argc, char** argv) {
       if (ipc::write_frame(ring, {env.buf.data(), env.buf.size()}, none, 0, {}) != ipc::Errc::ok)
         break;
     }
-    std::vector<uint8_t> seed(data, data + sizeof data);
+    // Seals in fuzz_ring's input encoding: 2 | kind on each frame's header,
+    // 0 on the slot after the last one.
     const uint64_t head = ctl.head.load(), tail = ctl.tail.load();
+    for (uint64_t at = tail; at < head;) {
+      auto* h = reinterpret_cast<ipc::FrameHeader*>(data + at % sizeof data);
+      const bool pad = h->seal == ipc::frame_seal(at, ipc::FrameKind::pad);
+      h->seal = 2 | uint32_t(pad);
+      at += ipc::align_up(sizeof(ipc::FrameHeader) + h->body_length, ipc::kCacheLine);
+    }
+    if (head - tail < sizeof data)
+      reinterpret_cast<ipc::FrameHeader*>(data + head % sizeof data)->seal = 0;
+    std::vector<uint8_t> seed(data, data + sizeof data);
     seed.resize(sizeof data + 16);
     std::memcpy(seed.data() + sizeof data, &head, 8);
     std::memcpy(seed.data() + sizeof data + 8, &tail, 8);
