@@ -19,6 +19,7 @@
 #include <string_view>
 
 #include "ipc/arena.h"
+#include "ipc/checkout_queue.h"
 #include "ipc/errc.h"
 #include "ipc/frame_ring.h"
 #include "ipc/sys.h"
@@ -26,7 +27,7 @@
 namespace shmpool::ipc {
 
 inline constexpr uint64_t kSegmentMagic = 0x314c4f4f504d4853ull;  // "SHMPOOL1"
-inline constexpr uint32_t kLayoutVersion = 5;
+inline constexpr uint32_t kLayoutVersion = 6;
 inline constexpr std::size_t kMaxNameLength = 64;
 // Name prefix of every shmpool segment in /dev/shm.
 inline constexpr std::string_view kShmPrefix = "shmpool.";
@@ -89,16 +90,21 @@ constexpr uint32_t slot_generation(uint64_t word) { return uint32_t(word >> 32);
 constexpr uint32_t slot_holder_pid(uint64_t word) { return uint32_t(word >> 8) & kMaxHolderPid; }
 
 // One worker slot. Field table (writer / reader / order; writer dies mid-update):
-// | state          | owner, clients (CAS)   | all      | acq_rel CAS / acquire | stays busy: owner
-// reclaims on owner-pid death | | owner          | client after checkout  | owner    | relaxed
-// (published by state CAS) | stale: ignored once state moves | | worker_pid     | owner | all |
-// release / acquire     | -                              | | worker_alive   | owner (1 ready, 0
-// gone) ; worker sets 1 when ready | clients waiting | release / acquire | - | | worker_epoch   |
-// owner, +1 per new process | clients | release / acquire    | -                              | |
-// progress       | worker, +1 per dispatch | owner (health) | relaxed          | stops advancing:
-// stuck         | | counters       | the process that did the work | all (stats) | relaxed      | a
-// count may be lost            | | request ring   | producer: client; consumer: worker | | response
-// ring  | producer: worker; consumer: client |
+// clang-format off
+// | state          | owner, clients (CAS)       | all             | acq_rel CAS / acquire | stays busy: owner reclaims on owner-pid death |
+// | owner          | client after checkout      | owner           | relaxed (published by state CAS) | stale: ignored once state moves |
+// | worker_pid     | owner                      | all             | release / acquire     | -                                |
+// | worker_alive   | owner (1 ready, 0 gone); worker sets 1 when ready | clients waiting | release / acquire | -     |
+// | worker_epoch   | owner, +1 per new process  | clients         | release / acquire     | -                                |
+// | progress       | worker, +1 per dispatch    | owner (health)  | relaxed               | stops advancing: stuck           |
+// | calls          | worker, +1 per reply (owner zeroes it for a new worker) | owner (recycling), stats | relaxed | a count may be lost |
+// | counters       | the process that did the work | all (stats)  | relaxed               | a count may be lost              |
+// | request ring   | producer: client; consumer: worker |
+// | response ring  | producer: worker; consumer: client |
+// clang-format on
+// The worker's own words (progress, calls) have a cache line of their own:
+// the client's counters next to them would bounce between the two cores on
+// every call.
 struct SlotData {
   alignas(kCacheLine) std::atomic<uint64_t> state{0};
   std::atomic<uint64_t> owner{0};  // client pid << 32 | client token
@@ -107,9 +113,8 @@ struct SlotData {
   std::atomic<uint64_t> worker_epoch{0};
   std::atomic<uint64_t> last_activity_ns{0};
   alignas(kCacheLine) std::atomic<uint64_t> progress{0};
-  std::atomic<uint64_t> heartbeat_ns{0};
-  std::atomic<uint64_t> checkouts{0};
   std::atomic<uint64_t> calls{0};
+  alignas(kCacheLine) std::atomic<uint64_t> checkouts{0};
   std::atomic<uint64_t> successes{0};
   std::atomic<uint64_t> errors{0};
   std::atomic<uint64_t> restarts{0};
@@ -118,8 +123,8 @@ struct SlotData {
   RingControl response;
 };
 static_assert(std::is_standard_layout_v<SlotData>);
-static_assert(sizeof(SlotData) == 10 * kCacheLine);
-static_assert(offsetof(SlotData, request) == 2 * kCacheLine);
+static_assert(sizeof(SlotData) == 11 * kCacheLine);
+static_assert(offsetof(SlotData, request) == 3 * kCacheLine);
 static_assert(std::atomic<int32_t>::is_always_lock_free);
 
 // Pool states in SegmentHeader::pool_state.
@@ -163,6 +168,8 @@ struct SegmentHeader {
   uint64_t sessions_offset;
   // Payload arena control (arena.h).
   alignas(kCacheLine) ArenaControl arena;
+  // Callers waiting for a worker, in arrival order (checkout_queue.h).
+  CheckoutQueue queue;
 };
 static_assert(std::is_standard_layout_v<SegmentHeader>);
 static_assert(offsetof(SegmentHeader, geometry) == 48);

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +13,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -268,6 +270,60 @@ TEST_F(PoolTest, CheckoutTimeoutCarriesPoolAndSession) {
   EXPECT_EQ(pool->status().checkout_timeouts, 2u);
   ASSERT_TRUE(pool->shutdown(std::chrono::milliseconds(0)).ok());  // ends the blocked call
   holder.join();
+}
+
+TEST_F(PoolTest, WaitingCallersAreServedInArrivalOrder) {
+  // One worker, held by a call that blocks on a FIFO. Eight callers arrive
+  // one after another (each once the previous one holds its place in the
+  // queue); when the worker comes free they must be served in that order:
+  // the worker numbers the calls it serves.
+  test::LogWatch log;
+  PoolConfig c = config("arrival", 1, 0);
+  c.log = log.callback();
+  auto pool = start(c);
+  ASSERT_TRUE(pool);
+  const std::string fifo = (std::filesystem::temp_directory_path() /
+                            ("shmpool-arrival-" + std::to_string(::getpid()) + ".fifo"))
+                               .string();
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  std::thread holder([&] {
+    auto r = pool->execute_anonymous(
+        "wait_for_fifo", make_args([&](flexbuffers::Builder& b) { b.String("fifo", fifo); }));
+    EXPECT_TRUE(r.ok()) << r.error().to_string();
+  });
+  ASSERT_TRUE(log.wait_for_line("BLOCKING"));
+  std::unique_ptr<ipc::Segment> seg;
+  ASSERT_EQ(ipc::Segment::attach(pool->name(), &seg), ipc::Errc::ok);
+  ipc::Doorbell never;  // polled: the queue's length rings no doorbell
+  constexpr int kCallers = 8;
+  std::vector<int64_t> served(kCallers, -1);  // caller -> the worker's call number
+  std::vector<std::thread> callers;
+  for (int k = 0; k < kCallers; ++k) {
+    callers.emplace_back([&, k] {
+      auto r = pool->execute_in_session("caller-" + std::to_string(k), "next_seq");
+      if (r.ok()) served[size_t(k)] = r->value().AsMap()["seq"].AsInt64();
+    });
+    auto queued = [&] {
+      return seg->header().waiting.load(std::memory_order_acquire) == uint32_t(k + 1);
+    };
+    ASSERT_EQ(ipc::wait_until(never, queued, ipc::monotonic_ns() + 20'000'000'000,
+                              ipc::WaitPolicy{ipc::WaitStrategy::spin, 0}),
+              ipc::WaitResult::ready)
+        << "caller " << k << " never queued";
+  }
+  {
+    std::FILE* f = std::fopen(fifo.c_str(), "w");  // the handler has it open for reading
+    ASSERT_NE(f, nullptr);
+    std::fputs("go\n", f);
+    std::fclose(f);
+  }
+  holder.join();
+  for (auto& t : callers) t.join();
+  ::unlink(fifo.c_str());
+  std::vector<int64_t> expected(kCallers);
+  for (int k = 0; k < kCallers; ++k) expected[size_t(k)] = k;
+  EXPECT_EQ(served, expected);
+  EXPECT_EQ(pool->status().queue_length, 0u);
 }
 
 TEST_F(PoolTest, TenConcurrentCallsOnThreePlusTwoOverflowAllSucceed) {

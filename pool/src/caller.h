@@ -3,6 +3,8 @@
 // in the segment, session records and the events they raise.
 #pragma once
 
+#include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -12,6 +14,7 @@
 
 #include "ipc/segment.h"
 #include "ipc/session_table.h"
+#include "ipc/wait.h"
 #include "pool/src/arena_handle.h"
 #include "shmpool/error.h"
 #include "shmpool/pool.h"
@@ -19,6 +22,8 @@
 namespace shmpool::detail {
 
 struct Caller {
+  virtual ~Caller() = default;
+
   std::string pool_name;
   std::shared_ptr<ipc::Segment> seg;
   std::shared_ptr<ArenaHandle> arena;  // set once seg is
@@ -36,9 +41,41 @@ struct Caller {
   void record_session(std::string_view id, int32_t slot, bool failed);
   void emit(PoolEvent e) const;  // to on_event; its exceptions are swallowed
 
+  // ---- checkout ----
+  struct Checkout {
+    uint32_t slot = 0;
+    uint64_t word = 0;
+    bool waited = false;  // it waited for a worker (the call's clock moved)
+  };
+  pid_t self_pid = 0;               // this process (getpid() is a system call)
+  uint32_t token_base = 0;          // keeps this process's tokens apart from others'
+  ipc::WaitPolicy checkout_policy;  // how a waiting caller polls before sleeping
+  // Checks a worker out: directly when nobody waits, else through the
+  // segment's queue (ipc/checkout_queue.h), in arrival order, until
+  // `deadline`. Errors: checkout_timeout, or what checkout_blocked() says.
+  Expected<Checkout> checkout(std::string_view session_id, bool affinity, int64_t deadline,
+                              std::chrono::milliseconds timeout);
+  // True when waiting for a worker is pointless (shutting down, owner gone,
+  // workers cannot start); polled while waiting. checkout_blocked_error()
+  // then says why.
+  virtual bool checkout_blocked() const = 0;
+  virtual Error checkout_blocked_error() = 0;
+  // Called once when a call starts waiting for a worker.
+  virtual void on_checkout_wait() {}
+  // Counted when a call times out waiting for a worker.
+  virtual void on_checkout_timeout() {}
+
   Status end_session(std::string_view id);
   std::optional<SessionInfo> session(std::string_view id) const;
   std::vector<SessionInfo> list_sessions() const;
+
+ private:
+  // Slot i checked out with a live worker; a slot whose worker died while
+  // idle goes to the owner for a restart.
+  bool try_slot(uint32_t i, uint64_t owner, Checkout* co);
+  bool scan(uint64_t owner, Checkout* co);
+  bool any_idle() const;
+  std::atomic<uint32_t> next_token_{1};
 };
 
 }  // namespace shmpool::detail

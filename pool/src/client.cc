@@ -28,14 +28,12 @@ int64_t ms_to_ns(std::chrono::milliseconds ms) { return int64_t(ms.count()) * 1'
 
 struct Client::State : detail::Caller {
   ClientOptions opt;
-  ipc::WaitPolicy policy, checkout_policy;
+  ipc::WaitPolicy policy;
   std::vector<std::unique_ptr<detail::ShmChannel>> channels;  // one per slot; used by its holder
   // Written once by the watcher (release, then the doorbells are rung);
   // read by callers and their ShmChannels (acquire) when a wait ends.
   std::atomic<bool> owner_dead{false};
-  std::atomic<uint32_t> next_token{1};
   std::atomic<uint64_t> next_request_id{1};
-  uint32_t token_base = 0;  // keeps this client's tokens apart from the owner's
   int owner_pidfd = -1, stop_fd = -1;
   std::thread watcher;
 
@@ -65,6 +63,7 @@ struct Client::State : detail::Caller {
     owner_dead.store(true, std::memory_order_release);
     for (uint32_t i = 0; i < slot_count(); ++i) seg->slot(i).response.data.ring();
     seg->header().slots_changed.ring();
+    ipc::wake_all(seg->header().queue);
     emit({PoolEvent::Kind::pool_lost,
           ipc::monotonic_ns(),
           -1,
@@ -85,84 +84,13 @@ struct Client::State : detail::Caller {
            uint32_t(ipc::PoolState::closing);
   }
 
-  bool any_idle() const {
-    for (uint32_t i = 0; i < slot_count(); ++i) {
-      if (ipc::slot_state(seg->slot(i).state.load(std::memory_order_acquire)) ==
-          ipc::SlotState::idle)
-        return true;
-    }
-    return false;
+  // ---- checkout (detail::Caller) ----
+  bool checkout_blocked() const override {
+    return owner_dead.load(std::memory_order_relaxed) || closing();
   }
-
-  struct Checkout {
-    uint32_t slot = 0;
-    uint64_t word = 0;
-  };
-
-  Expected<Checkout> checkout(std::string_view session_id, bool affinity, int64_t deadline,
-                              std::chrono::milliseconds timeout) {
-    const uint64_t owner = uint64_t(uint32_t(::getpid())) << 32 |
-                           (token_base + next_token.fetch_add(1, std::memory_order_relaxed));
-    Checkout co;
-    auto usable = [&](uint32_t i) {
-      if (!ipc::try_checkout(*seg, i, owner, &co.word)) return false;
-      if (seg->slot(i).worker_alive.load(std::memory_order_acquire) != 0) {
-        co.slot = i;
-        return true;
-      }
-      // Its worker died while idle: hand the slot to the owner to restart.
-      ipc::release_as(*seg, i, co.word, ipc::SlotState::dead);
-      return false;
-    };
-    if (affinity && !session_id.empty()) {
-      int32_t last = sessions.last_slot(session_id);
-      if (last >= 0 && uint32_t(last) < slot_count() && usable(uint32_t(last))) return co;
-    }
-    bool counted_waiting = false;
-    auto stop_waiting = [&] {
-      if (counted_waiting) seg->header().waiting.fetch_sub(1, std::memory_order_relaxed);
-      counted_waiting = false;
-    };
-    // This thread's last slot first, as the owner does: with few callers
-    // the same workers stay hot (still polling) instead of each going to
-    // sleep on its futex between calls. Then the others, rotating.
-    thread_local uint32_t last_slot = 0, rotation = 0;
-    for (;;) {
-      const uint32_t n = slot_count(), start = rotation++;
-      for (uint32_t k = 0; k <= n; ++k) {
-        if (usable(k == 0 ? last_slot % n : (start + k) % n)) {
-          last_slot = co.slot;
-          stop_waiting();
-          return co;
-        }
-      }
-      if (owner_dead.load(std::memory_order_acquire)) {
-        stop_waiting();
-        return with_context(pool_not_available(), session_id);
-      }
-      if (closing()) {
-        stop_waiting();
-        return with_context(
-            make_error(Category::resource_error, "pool_shutting_down", "the pool is shutting down"),
-            session_id);
-      }
-      if (ipc::monotonic_ns() >= deadline) {
-        stop_waiting();
-        seg->header().checkout_timeouts.fetch_add(1, std::memory_order_relaxed);
-        return with_context(
-            make_error(Category::timeout_error, "checkout_timeout", "No workers available")
-                .with("checkout_timeout_ms", std::to_string(timeout.count())),
-            session_id);
-      }
-      if (!counted_waiting) {
-        counted_waiting = true;
-        seg->header().waiting.fetch_add(1, std::memory_order_relaxed);  // the owner's demand signal
-      }
-      ipc::wait_until(
-          seg->header().slots_changed,
-          [&] { return any_idle() || owner_dead.load(std::memory_order_relaxed) || closing(); },
-          deadline, checkout_policy);
-    }
+  Error checkout_blocked_error() override {
+    if (owner_dead.load(std::memory_order_acquire)) return pool_not_available();
+    return make_error(Category::resource_error, "pool_shutting_down", "the pool is shutting down");
   }
 
   Expected<Reply> execute(std::string_view session_id, std::string_view command, const Args& args,
@@ -197,7 +125,8 @@ struct Client::State : detail::Caller {
     spec.args = args;
     spec.payload = opt.payload;
     spec.body = opt.body;
-    spec.deadline_ns = ipc::monotonic_ns() + ms_to_ns(op_timeout);
+    // The operation timeout starts now: after the checkout wait, if any.
+    spec.deadline_ns = (co->waited ? ipc::monotonic_ns() : t0) + ms_to_ns(op_timeout);
     detail::ShmChannel& channel = *channels[i];
     Expected<Reply> r = channel.call(spec);
     if (r.ok()) r->own_payload();
@@ -271,6 +200,7 @@ Expected<std::unique_ptr<Client>> Client::attach(std::string_view pool_name,
   // Session-lock and checkout tokens: this process's pid is in the high
   // half already; the base keeps two Clients in one process apart.
   static std::atomic<uint32_t> clients{0};
+  s->self_pid = ::getpid();
   s->token_base = (clients.fetch_add(1) + 1) << 20;
   s->sessions = ipc::SessionTable(s->seg->sessions(), s->seg->geometry().session_capacity,
                                   &s->seg->header().session_lock, s->token_base);

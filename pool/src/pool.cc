@@ -77,15 +77,13 @@ struct Pool::State : detail::Caller {
   PoolConfig cfg;
   std::vector<std::unique_ptr<SlotRuntime>> slots;
   ipc::WaitPolicy policy;
-  ipc::WaitPolicy checkout_policy;  // shorter polling than calls
   int64_t started_ns = 0;
   std::atomic<bool> closing{false};
   std::atomic<bool> failing_fast{false};
   std::atomic<uint64_t> next_request_id{1};
-  std::atomic<uint32_t> next_token{1};
   std::atomic<uint64_t> successes{0}, timeouts{0};
   std::atomic<uint64_t> clients_reclaimed{0};  // slots taken back from dead client processes
-  std::atomic<uint32_t> scan_start{0};
+  uint64_t stalled_ticket = ipc::kNoTicket;    // supervisor: see ipc::skip_dead_turn
   LatencyHistogram latency;
 
   // Supervisor.
@@ -324,6 +322,7 @@ struct Pool::State : detail::Caller {
           }
           failing_fast.store(true);
           seg->header().slots_changed.ring();  // waiting callers get the startup error now
+          ipc::wake_all(seg->header().queue);
         } else if (!closing.load()) {
           rt.restart_at = ipc::monotonic_ns() + backoff_ns(rt.consecutive_failures);
         }
@@ -404,6 +403,9 @@ struct Pool::State : detail::Caller {
     }
     reclaim_orphans();
     arena->arena.reclaim_dead();  // blocks of client processes that died
+    // A waiting caller's process that died holding the queue's turn.
+    ipc::skip_dead_turn(
+        seg->header().queue, [](pid_t pid) { return ipc::process_exists(pid); }, &stalled_ticket);
     // Overflow workers idle for too long retire.
     for (uint32_t i = cfg.size; i < slot_count(); ++i) {
       SlotRuntime& rt = *slots[i];
@@ -455,7 +457,7 @@ struct Pool::State : detail::Caller {
   // for the health check, which runs on this thread) are never orphans.
   // Clients must share the owner's pid namespace.
   void reclaim_orphans() {
-    const uint32_t self = uint32_t(::getpid()) & ipc::kMaxHolderPid;
+    const uint32_t self = uint32_t(self_pid) & ipc::kMaxHolderPid;
     for (uint32_t i = 0; i < slot_count(); ++i) {
       SlotRuntime& rt = *slots[i];
       const uint64_t w = seg->slot(i).state.load(std::memory_order_acquire);
@@ -544,103 +546,28 @@ struct Pool::State : detail::Caller {
 
   // ---- calls (any thread) ----
 
-  struct Checkout {
-    uint32_t slot = 0;
-    uint64_t word = 0;
-  };
-
   // busy (as checked out: `word`) -> dead; the supervisor restarts it.
   void mark_dead(uint32_t i, uint64_t word) {
     ipc::release_as(*seg, i, word, ipc::SlotState::dead);
   }
 
-  bool any_idle() const {
-    for (uint32_t i = 0; i < slot_count(); ++i) {
-      if (state_of(i) == ipc::SlotState::idle) return true;
-    }
-    return false;
+  // ---- checkout (detail::Caller) ----
+  bool checkout_blocked() const override {
+    return closing.load(std::memory_order_relaxed) ||
+           (failing_fast.load(std::memory_order_relaxed) && live_workers(0, slot_count()) == 0);
   }
-
-  Expected<Checkout> checkout(std::string_view session_id, bool affinity, int64_t deadline,
-                              std::chrono::milliseconds timeout) {
-    const uint64_t owner = uint64_t(uint32_t(::getpid())) << 32 | next_token.fetch_add(1);
-    Checkout co;
-    if (affinity && !session_id.empty()) {
-      int32_t last = sessions.last_slot(session_id);
-      if (last >= 0 && uint32_t(last) < slot_count() &&
-          ipc::try_checkout(*seg, uint32_t(last), owner, &co.word)) {
-        if (seg->slot(uint32_t(last)).worker_alive.load(std::memory_order_acquire) != 0) {
-          co.slot = uint32_t(last);
-          return co;
-        }
-        mark_dead(uint32_t(last), co.word);
-      }
+  Error checkout_blocked_error() override {
+    if (closing.load()) {
+      return make_error(Category::resource_error, "pool_shutting_down",
+                        "the pool is shutting down");
     }
-    bool counted_waiting = false;
-    auto stop_waiting = [&] {
-      if (counted_waiting) seg->header().waiting.fetch_sub(1, std::memory_order_relaxed);
-      counted_waiting = false;
-    };
-    for (;;) {
-      // This thread's last slot first: with few callers the same workers stay
-      // hot (still polling) while the others go to sleep, which matters on
-      // few cores. Then the others, from a rotating start (spreads threads).
-      const uint32_t n = slot_count();
-      thread_local uint32_t last_slot = 0;
-      const uint32_t start = scan_start.fetch_add(1, std::memory_order_relaxed);
-      for (uint32_t k = 0; k <= n; ++k) {
-        const uint32_t i = k == 0 ? last_slot % n : (start + k) % n;
-        if (ipc::try_checkout(*seg, i, owner, &co.word)) {
-          if (seg->slot(i).worker_alive.load(std::memory_order_acquire) == 0) {
-            // Its worker died while the slot was idle: hand it back to the
-            // owner for a restart and look further.
-            mark_dead(i, co.word);
-            continue;
-          }
-          co.slot = last_slot = i;
-          stop_waiting();
-          return co;
-        }
-      }
-      if (closing.load()) {
-        stop_waiting();
-        return with_context(
-            make_error(Category::resource_error, "pool_shutting_down", "the pool is shutting down"),
-            session_id);
-      }
-      if (failing_fast.load() && live_workers(0, n) == 0) {
-        stop_waiting();
-        std::lock_guard lock(mu);
-        Error e = startup_error ? *startup_error
-                                : make_error(Category::worker_error, "startup_failed",
-                                             "workers cannot start");
-        return with_context(std::move(e), session_id);
-      }
-      if (ipc::monotonic_ns() >= deadline) {
-        stop_waiting();
-        seg->header().checkout_timeouts.fetch_add(1, std::memory_order_relaxed);
-        timeouts.fetch_add(1, std::memory_order_relaxed);
-        return with_context(
-            make_error(Category::timeout_error, "checkout_timeout", "No workers available")
-                .with("checkout_timeout_ms", std::to_string(timeout.count())),
-            session_id);
-      }
-      if (!counted_waiting) {
-        counted_waiting = true;
-        seg->header().waiting.fetch_add(1, std::memory_order_relaxed);
-        post({EventKind::demand, 0, std::nullopt});
-      }
-      // Waiting callers poll only briefly: many of them polling for long
-      // would take the cores the workers need.
-      ipc::wait_until(
-          seg->header().slots_changed,
-          [&] {
-            return any_idle() || closing.load(std::memory_order_relaxed) ||
-                   failing_fast.load(std::memory_order_relaxed);
-          },
-          deadline, checkout_policy);
-    }
+    std::lock_guard lock(mu);
+    return startup_error
+               ? *startup_error
+               : make_error(Category::worker_error, "startup_failed", "workers cannot start");
   }
+  void on_checkout_wait() override { post({EventKind::demand, 0, std::nullopt}); }
+  void on_checkout_timeout() override { timeouts.fetch_add(1, std::memory_order_relaxed); }
 
   Expected<Reply> execute(std::string_view session_id, std::string_view command, const Args& args,
                           const ExecOptions& opt) {
@@ -676,11 +603,13 @@ struct Pool::State : detail::Caller {
     spec.args = args;
     spec.payload = opt.payload;
     spec.body = opt.body;
-    spec.deadline_ns = ipc::monotonic_ns() + ms_to_ns(op_timeout);
+    // The operation timeout starts now: after the checkout wait, if any.
+    spec.deadline_ns = (co->waited ? ipc::monotonic_ns() : t0) + ms_to_ns(op_timeout);
     Expected<Reply> r = rt.channel->call(spec);
     if (r.ok()) r->own_payload();
     rt.channel->release_held();
-    sd.last_activity_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
+    const int64_t t1 = ipc::monotonic_ns();
+    sd.last_activity_ns.store(t1, std::memory_order_relaxed);
     if (r.ok()) {
       sd.successes.fetch_add(1, std::memory_order_relaxed);
       if (due_for_recycling(sd) && ipc::release_as(*seg, i, co->word, ipc::SlotState::retiring)) {
@@ -691,7 +620,7 @@ struct Pool::State : detail::Caller {
       record_session(session_id, int32_t(i), false);
       successes.fetch_add(1, std::memory_order_relaxed);
       seg->header().calls.fetch_add(1, std::memory_order_relaxed);
-      latency.add(ipc::monotonic_ns() - t0);
+      latency.add(t1 - t0);
       return r;
     }
     sd.errors.fetch_add(1, std::memory_order_relaxed);
@@ -713,7 +642,7 @@ struct Pool::State : detail::Caller {
     }
     record_session(session_id, int32_t(i), true);
     seg->header().calls.fetch_add(1, std::memory_order_relaxed);
-    latency.add(ipc::monotonic_ns() - t0);
+    latency.add(t1 - t0);
     return count(std::move(e));
   }
 
@@ -736,6 +665,7 @@ struct Pool::State : detail::Caller {
     closing.store(true);
     seg->header().pool_state.store(uint32_t(ipc::PoolState::closing), std::memory_order_release);
     seg->header().slots_changed.ring();  // waiting callers give up now
+    ipc::wake_all(seg->header().queue);
     const int64_t deadline = ipc::monotonic_ns() + ms_to_ns(grace);
     auto none_busy = [&] {
       for (uint32_t i = 0; i < slot_count(); ++i) {
@@ -828,8 +758,9 @@ Expected<std::unique_ptr<Pool>> Pool::start(PoolConfig config) {
   if (!seg.ok()) return seg.error();
   s->seg = std::move(seg.value());
   s->arena = std::make_shared<detail::ArenaHandle>(s->seg);
+  s->self_pid = ::getpid();
   s->sessions = ipc::SessionTable(s->seg->sessions(), c.session_capacity,
-                                  &s->seg->header().session_lock, uint32_t(::getpid()));
+                                  &s->seg->header().session_lock, uint32_t(s->self_pid));
   s->policy = detail::to_policy(c.wait, c.spin);
   s->checkout_policy = s->policy;
   s->checkout_policy.spin_ns = std::min<int64_t>(s->policy.spin_ns, 5'000);
@@ -963,7 +894,7 @@ PoolStatus Pool::status() const {
   st.uptime_s = double(ipc::monotonic_ns() - s.started_ns) / 1e9;
   st.shutting_down = s.closing.load();
   const ipc::SegmentHeader& h = s.seg->header();
-  st.queue_length = h.waiting.load(std::memory_order_relaxed);
+  st.queue_length = h.waiting.load(std::memory_order_acquire);  // pairs with Caller::checkout
   st.calls = h.calls.load(std::memory_order_relaxed);
   st.successes = s.successes.load(std::memory_order_relaxed);
   st.timeouts = s.timeouts.load(std::memory_order_relaxed);

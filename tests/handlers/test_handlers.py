@@ -39,6 +39,26 @@ def announce_and_block(args, ctx):
         time.sleep(3600)
 
 
+@command("wait_for_fifo")
+def wait_for_fifo(args, ctx):
+    """Prints a marker the test waits for, then blocks until the test writes
+    a line into the FIFO args["fifo"]."""
+    print("BLOCKING", os.getpid(), flush=True)
+    with open(args["fifo"], "rb") as f:
+        return {"got": f.readline().decode()}
+
+
+_served = 0
+
+
+@command("next_seq")
+def next_seq(args, ctx):
+    """How many calls of this command this worker served before this one."""
+    global _served
+    _served += 1
+    return {"seq": _served - 1}
+
+
 @command("exit_now")
 def exit_now(args, ctx):
     os._exit(int(args.get("code", 7)))
