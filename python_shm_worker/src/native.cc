@@ -443,7 +443,9 @@ class ShmWorker {
   void encode_result(py::object result, OutPayload* out) {
     Context* ctx = ctx_;
     py::object value = result, payload_obj;
-    if (!output_type_.is_none() && py::isinstance(result, output_type_)) {
+    // (A plain dict, the common result, skips the isinstance call.)
+    if (!PyDict_CheckExact(result.ptr()) && !output_type_.is_none() &&
+        py::isinstance(result, output_type_)) {
       value = result.attr("value");
       payload_obj = result.attr("payload");
       if (payload_obj.is_none()) payload_obj = py::object();
@@ -597,13 +599,18 @@ class ShmWorker {
 
   // The handler registered for `cmd`, or null. The registry dict is looked up
   // on every call (handlers may be re-registered), with a cached str key.
+  // The last command's key is kept aside: calls often repeat a command.
   py::object lookup(std::string_view cmd) {
-    auto it = keys_.find(cmd);
-    if (it == keys_.end()) {
-      if (keys_.size() > 4096) keys_.clear();  // bounded: unknown commands come from clients
-      it = keys_.emplace(std::string(cmd), py::str(cmd.data(), cmd.size())).first;
+    if (!last_key_ || cmd != last_cmd_) {
+      auto it = keys_.find(cmd);
+      if (it == keys_.end()) {
+        if (keys_.size() > 4096) keys_.clear();  // bounded: unknown commands come from clients
+        it = keys_.emplace(std::string(cmd), py::str(cmd.data(), cmd.size())).first;
+      }
+      last_cmd_ = it->first;  // node-based map: stable until keys_.clear()
+      last_key_ = it->second.ptr();
     }
-    PyObject* h = PyDict_GetItemWithError(handlers_.ptr(), it->second.ptr());
+    PyObject* h = PyDict_GetItemWithError(handlers_.ptr(), last_key_);
     if (!h) {
       PyErr_Clear();
       return py::object();
@@ -689,6 +696,8 @@ class ShmWorker {
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>()(s); }
   };
   std::unordered_map<std::string, py::str, KeyHash, std::equal_to<>> keys_;
+  std::string_view last_cmd_;  // a key of keys_ (or empty), and its str:
+  PyObject* last_key_ = nullptr;
 };
 
 }  // namespace
