@@ -21,7 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 BULK_MODES = {0: "shm (in place)", 1: "shm (copy)", 2: "pipe_json", 3: "zmq"}
-POOL_TRANSPORTS = {0: "shm pool", 1: "pipe_json pool"}
+POOL_TRANSPORTS = {0: "shm pool", 1: "pipe_json pool", 2: "zmq (2 REP workers)"}
 
 
 def arg(name, key):

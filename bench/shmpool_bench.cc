@@ -63,43 +63,21 @@ shmpool::Worker& worker(Transport t) {
 // same FlatBuffers envelope (encoded and decoded by the worker's native
 // core): `python3 -m python_shm_worker --transport zmq-ipc`. Payloads go as
 // a second message part, zero-copy on our side.
-class ZmqPeer {
+zmq::context_t& zmq_context() {
+  static zmq::context_t ctx;
+  return ctx;
+}
+
+// One REQ socket to a ZeroMQ worker; one thread at a time.
+class ZmqCaller {
  public:
-  ZmqPeer() : sock_(ctx_, zmq::socket_type::req) {
-    endpoint_ = "ipc:///tmp/shmpool-bench-" + std::to_string(::getpid()) + ".sock";
-    std::vector<std::string> args = {SHMPOOL_PYTHON, "-m",      "python_shm_worker",
-                                     "--transport",  "zmq-ipc", "--endpoint",
-                                     endpoint_};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_strings;
-    for (char** e = environ; *e; ++e)
-      if (std::strncmp(*e, "PYTHONPATH=", 11) != 0) env_strings.emplace_back(*e);
-    env_strings.push_back(std::string("PYTHONPATH=") + SHMPOOL_PYTHON_DIR);
-    env_strings.push_back("PYTHONSAFEPATH=1");  // not a source checkout in the working directory
-    std::vector<char*> envp;
-    for (auto& e : env_strings) envp.push_back(e.data());
-    envp.push_back(nullptr);
-    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), envp.data()) != 0) {
-      std::fprintf(stderr, "cannot start the ZeroMQ peer\n");
-      std::exit(1);
-    }
+  explicit ZmqCaller(const std::string& endpoint)
+      : endpoint_(endpoint), sock_(zmq_context(), zmq::socket_type::req) {
     sock_.set(zmq::sockopt::linger, 0);
     sock_.set(zmq::sockopt::rcvtimeo, 30'000);  // the first reply waits for the bind
-    sock_.connect(endpoint_);
-    auto hello = call("ping", shmpool::empty_args(), {});
-    if (!hello.ok()) {
-      std::fprintf(stderr, "ZeroMQ peer: %s\n", hello.error().to_string().c_str());
-      std::exit(1);
-    }
+    sock_.connect(endpoint);
   }
-  ~ZmqPeer() {
-    (void)call("__shutdown__", shmpool::empty_args(), {});
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    ::unlink(endpoint_.c_str() + 6);  // "ipc://" prefix
-  }
+  const std::string& endpoint() const { return endpoint_; }
   // The reply's payload points into the last received message: valid until
   // the next call.
   shmpool::Expected<shmpool::Reply> call(std::string_view command, const shmpool::Args& args,
@@ -152,18 +130,64 @@ class ZmqPeer {
   }
 
  private:
-  zmq::context_t ctx_;
-  zmq::socket_t sock_;
   std::string endpoint_;
-  pid_t pid_ = 0;
+  zmq::socket_t sock_;
   flatbuffers::FlatBufferBuilder fbb_{1024};
   zmq::message_t last_payload_;
   uint64_t next_id_ = 0;
 };
 
-ZmqPeer& zmq_peer() {
-  static ZmqPeer peer;
-  return peer;
+// A ZeroMQ worker process, bound at its own ipc:// endpoint; ready once it
+// answered a ping. Its REP socket queues the requests of several callers
+// fairly, so a few of them make a pool.
+class ZmqWorkerProcess {
+ public:
+  explicit ZmqWorkerProcess(int index) {
+    endpoint_ = "ipc:///tmp/shmpool-bench-" + std::to_string(::getpid()) + "-" +
+                std::to_string(index) + ".sock";
+    std::vector<std::string> args = {SHMPOOL_PYTHON, "-m",      "python_shm_worker",
+                                     "--transport",  "zmq-ipc", "--endpoint",
+                                     endpoint_};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e; ++e)
+      if (std::strncmp(*e, "PYTHONPATH=", 11) != 0) env_strings.emplace_back(*e);
+    env_strings.push_back(std::string("PYTHONPATH=") + SHMPOOL_PYTHON_DIR);
+    env_strings.push_back("PYTHONSAFEPATH=1");  // not a source checkout in the working directory
+    std::vector<char*> envp;
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    if (posix_spawn(&pid_, argv[0], nullptr, nullptr, argv.data(), envp.data()) != 0) {
+      std::fprintf(stderr, "cannot start the ZeroMQ peer\n");
+      std::exit(1);
+    }
+    ZmqCaller probe(endpoint_);
+    auto hello = probe.call("ping", shmpool::empty_args(), {});
+    if (!hello.ok()) {
+      std::fprintf(stderr, "ZeroMQ peer: %s\n", hello.error().to_string().c_str());
+      std::exit(1);
+    }
+  }
+  ~ZmqWorkerProcess() {
+    (void)ZmqCaller(endpoint_).call("__shutdown__", shmpool::empty_args(), {});
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    ::unlink(endpoint_.c_str() + 6);  // "ipc://" prefix
+  }
+  const std::string& endpoint() const { return endpoint_; }
+
+ private:
+  std::string endpoint_;
+  pid_t pid_ = 0;
+};
+
+// The single-worker peer (BM_Ping etc.), called from the main thread.
+ZmqCaller& zmq_peer() {
+  static ZmqWorkerProcess worker(0);
+  static ZmqCaller caller(worker.endpoint());
+  return caller;
 }
 
 // Transports in the benchmarks' names: transport:0 shm, 1 pipe_json, 2 zmq.
@@ -231,7 +255,7 @@ void BM_PingCold(benchmark::State& state) {
       1000);
 }
 
-void BM_SmallArgs(benchmark::State& state) {
+void small_args(benchmark::State& state, int64_t idle_us) {
   const shmpool::Args args = shmpool::make_args([](flexbuffers::Builder& b) {
     b.Int("id", 42);
     b.Double("score", 0.75);
@@ -242,30 +266,44 @@ void BM_SmallArgs(benchmark::State& state) {
       b.String("b");
     });
   });
-  timed_calls(state, [&] {
-    auto r = call_on(state.range(0), "echo", args);
-    if (!r.ok()) return fail(state, r.error());
-    if (r->value().AsMap()["id"].AsInt64() != 42)
-      return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply",
-                                             "echo mismatch"));
-    return true;
-  });
+  timed_calls(
+      state,
+      [&] {
+        auto r = call_on(state.range(0), "echo", args);
+        if (!r.ok()) return fail(state, r.error());
+        if (r->value().AsMap()["id"].AsInt64() != 42)
+          return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply",
+                                                 "echo mismatch"));
+        return true;
+      },
+      idle_us);
 }
 
+void BM_SmallArgs(benchmark::State& state) { small_args(state, 0); }
+// Cold: the caller idles 1 ms before each call (the worker has gone to sleep).
+void BM_SmallArgsCold(benchmark::State& state) { small_args(state, 1000); }
+
 // The payload handed to Python, which acknowledges it (returns its length).
-void BM_PayloadToPython(benchmark::State& state) {
+void payload_to_python(benchmark::State& state, int64_t idle_us) {
   const size_t n = size_t(state.range(1));
   std::vector<uint8_t> payload(n, 0x5a);
-  timed_calls(state, [&] {
-    auto r = call_on(state.range(0), "ack", shmpool::empty_args(), payload);
-    if (!r.ok()) return fail(state, r.error());
-    if (r->value().AsMap()["bytes"].AsUInt64() != n)
-      return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply",
-                                             "wrong length"));
-    return true;
-  });
+  timed_calls(
+      state,
+      [&] {
+        auto r = call_on(state.range(0), "ack", shmpool::empty_args(), payload);
+        if (!r.ok()) return fail(state, r.error());
+        if (r->value().AsMap()["bytes"].AsUInt64() != n)
+          return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply",
+                                                 "wrong length"));
+        return true;
+      },
+      idle_us);
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n));
 }
+
+void BM_PayloadToPython(benchmark::State& state) { payload_to_python(state, 0); }
+// Cold: the caller idles 1 ms before each call.
+void BM_PayloadToPythonCold(benchmark::State& state) { payload_to_python(state, 1000); }
 
 // The payload echoed back by Python.
 void BM_PayloadEcho(benchmark::State& state) {
@@ -375,9 +413,20 @@ void bulk_cases(benchmark::internal::Benchmark* b) {
 void transports(benchmark::internal::Benchmark* b) {
   b->ArgNames({"transport"})->Arg(int(Transport::shm))->Arg(int(Transport::pipe_json))->Arg(kZmq);
 }
-// Pools and worker start-up: shm and pipe_json only.
+// Pools: shm, pipe_json and ZeroMQ workers. Worker start-up: shm and pipe_json.
 void pool_transports(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"transport"})->Arg(int(Transport::shm))->Arg(int(Transport::pipe_json))->Arg(kZmq);
+}
+void startup_transports(benchmark::internal::Benchmark* b) {
   b->ArgNames({"transport"})->Arg(int(Transport::shm))->Arg(int(Transport::pipe_json));
+}
+void cold_payload_sizes(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"transport", "bytes"});
+  for (int64_t n : {int64_t(64) << 10, int64_t(1) << 20, int64_t(16) << 20}) {
+    b->Args({int64_t(Transport::shm), n})
+        ->Args({int64_t(Transport::pipe_json), n})
+        ->Args({kZmq, n});
+  }
 }
 void payload_sizes(benchmark::internal::Benchmark* b) {
   b->ArgNames({"transport", "bytes"});
@@ -503,13 +552,29 @@ PipeJsonPool& pipe_pool() {
   return pool;
 }
 
-shmpool::Expected<shmpool::Reply> pool_ping(Transport t) {
-  return t == Transport::shm ? shm_pool().execute_anonymous("ping") : pipe_pool().call("ping");
+// The ZeroMQ pool: kPoolSize worker processes; each calling thread has its
+// own REQ socket, to worker (thread index mod kPoolSize).
+shmpool::Expected<shmpool::Reply> zmq_pool_ping(int thread_index) {
+  static std::vector<std::unique_ptr<ZmqWorkerProcess>> workers = [] {
+    std::vector<std::unique_ptr<ZmqWorkerProcess>> w;
+    for (uint32_t i = 0; i < kPoolSize; ++i) w.push_back(std::make_unique<ZmqWorkerProcess>(1 + i));
+    return w;
+  }();
+  thread_local std::unique_ptr<ZmqCaller> caller;
+  const std::string& endpoint = workers[size_t(thread_index) % kPoolSize]->endpoint();
+  if (!caller || caller->endpoint() != endpoint) caller = std::make_unique<ZmqCaller>(endpoint);
+  return caller->call("ping", shmpool::empty_args(), {});
+}
+
+shmpool::Expected<shmpool::Reply> pool_ping(int64_t transport, int thread_index = 0) {
+  if (transport == kZmq) return zmq_pool_ping(thread_index);
+  return Transport(transport) == Transport::shm ? shm_pool().execute_anonymous("ping")
+                                                : pipe_pool().call("ping");
 }
 
 // One caller, pool of 2: the round trip including checkout and checkin.
 void BM_PoolPing(benchmark::State& state) {
-  const Transport t = transport_of(state);
+  const int64_t t = state.range(0);
   timed_calls(state, [&] {
     auto r = pool_ping(t);
     if (!r.ok()) return fail(state, r.error());
@@ -531,15 +596,19 @@ void BM_ClientPing(benchmark::State& state) {
 // N caller threads on a pool of 2 workers: calls/s (items_per_second, summed
 // over threads) and per-thread p99.
 void BM_PoolThroughput(benchmark::State& state) {
-  const Transport t = transport_of(state);
+  const int64_t t = state.range(0);
   std::vector<double> lat;
   lat.reserve(1 << 16);
   for (auto _ : state) {
     auto t0 = Clock::now();
-    auto r = pool_ping(t);
+    auto r = pool_ping(t, state.thread_index());
     auto t1 = Clock::now();
     if (!r.ok()) {
       fail(state, r.error());
+      return;
+    }
+    if (!r->value().AsMap()["pong"].AsBool()) {
+      fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", "no pong"));
       return;
     }
     lat.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
@@ -599,7 +668,9 @@ void BM_WorkerStartup(benchmark::State& state) {
 BENCHMARK(BM_Ping)->Apply(transports)->UseManualTime();
 BENCHMARK(BM_PingCold)->Apply(transports)->UseManualTime()->Iterations(300);
 BENCHMARK(BM_SmallArgs)->Apply(transports)->UseManualTime();
+BENCHMARK(BM_SmallArgsCold)->Apply(transports)->UseManualTime()->Iterations(300);
 BENCHMARK(BM_PayloadToPython)->Apply(payload_sizes)->UseManualTime();
+BENCHMARK(BM_PayloadToPythonCold)->Apply(cold_payload_sizes)->UseManualTime()->Iterations(30);
 BENCHMARK(BM_PayloadEcho)->Apply(payload_sizes)->UseManualTime();
 BENCHMARK(BM_Bulk)->Apply(bulk_cases)->UseManualTime()->MinTime(0.2);
 BENCHMARK(BM_Memcpy)
@@ -620,7 +691,7 @@ BENCHMARK(BM_PoolThroughput)
     ->UseRealTime();
 BENCHMARK(BM_CheckoutCheckin);
 BENCHMARK(BM_WorkerStartup)
-    ->Apply(pool_transports)
+    ->Apply(startup_transports)
     ->UseManualTime()
     ->Iterations(10)
     ->Unit(benchmark::kMillisecond);
@@ -741,15 +812,19 @@ class TableReporter : public benchmark::ConsoleReporter {
     bool header = false;
     for (const auto& key : order) {
       const auto& m = rows.at(key);
-      auto shm = m.find("shm"), pipe = m.find("pipe_json");
+      auto shm = m.find("shm"), pipe = m.find("pipe_json"), zmq = m.find("zmq");
       if (shm == m.end() || pipe == m.end() || shm->second.items_per_s == 0) continue;
       if (!header) {
         std::printf(
-            "\n| throughput | shm calls/s | pipe_json calls/s | ratio |\n|---|---:|---:|---:|\n");
+            "\n| throughput | shm calls/s | pipe_json calls/s | zmq calls/s | vs pipe_json | vs "
+            "zmq |\n|---|---:|---:|---:|---:|---:|\n");
         header = true;
       }
-      std::printf("| %s | %.0f | %.0f | %.1fx |\n", key.c_str(), shm->second.items_per_s,
-                  pipe->second.items_per_s, shm->second.items_per_s / pipe->second.items_per_s);
+      const double z = zmq == m.end() ? 0 : zmq->second.items_per_s;
+      std::printf("| %s | %.0f | %.0f | %.0f | %.1fx | %.1fx |\n", key.c_str(),
+                  shm->second.items_per_s, pipe->second.items_per_s, z,
+                  shm->second.items_per_s / pipe->second.items_per_s,
+                  z > 0 ? shm->second.items_per_s / z : 0.0);
     }
     if (rows.count("BM_ClientPing") && rows.count("BM_PoolPing") &&
         rows.at("BM_PoolPing").count("shm")) {
