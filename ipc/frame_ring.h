@@ -143,6 +143,10 @@ class FrameRing {
   bool readable() const {
     const uint64_t tail = ctl_->tail.load(std::memory_order_relaxed);  // the consumer's own
     if (tail % kCacheLine != 0) return true;  // scribbled over: peek() reports it
+    // The frame's second line (most envelopes span two) is fetched while we
+    // poll the first: the producer writes it before the seal, so it
+    // arrives with (not after) the line that signals the frame.
+    __builtin_prefetch(data_ + (tail + kCacheLine) % capacity_);
     return (seal_at(tail % capacity_) | 1) == frame_seal(tail, FrameKind::pad);
   }
   // Consumer: waits for a frame, or until `stop()` is true, or the deadline.
