@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <chrono>
@@ -190,6 +191,44 @@ TEST_F(ClientTest, AClientKilledMidCallLosesItsWorkerAndTheOthersGoOn) {
   EXPECT_EQ(reclaimed[0].slot, victim);
   EXPECT_EQ(reclaimed[0].detail, std::to_string(holder_pid));
   EXPECT_TRUE((*pool)->execute_anonymous("ping").ok());
+}
+
+TEST_F(ClientTest, AClientKilledWhileQueuedDoesNotStallTheQueue) {
+  // A client process holds the queue's turn (first in line for the only,
+  // busy worker) and is killed. The owner's supervisor passes its turn on:
+  // the caller queued behind it is served once the worker is free.
+  test::LogWatch log;
+  PoolConfig c = config(unique_name("queued"), 1);
+  c.max_overflow = 0;
+  c.log = log.callback();
+  auto pool = Pool::start(c);
+  ASSERT_TRUE(pool.ok()) << pool.error().to_string();
+  const std::string fifo = "/tmp/" + (*pool)->name() + ".fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto holder = (*pool)->submit(
+      "", "wait_for_fifo", make_args([&](flexbuffers::Builder& b) { b.String("fifo", fifo); }));
+  ASSERT_TRUE(log.wait_for_line("BLOCKING"));
+  test::Child doomed = helper({(*pool)->name(), "calls", "doomed", "1"});
+  ASSERT_TRUE(test::wait_queued((*pool)->name(), 1));
+  ASSERT_EQ(::kill(doomed.pid, SIGKILL), 0);
+  doomed.wait();
+  auto behind =
+      std::async(std::launch::async, [&] { return (*pool)->execute_in_session("behind", "ping"); });
+  // (The dead client's place stays counted in `waiting`, a statistic.)
+  ASSERT_TRUE(test::wait_queued((*pool)->name(), 2));
+  {
+    std::FILE* f = std::fopen(fifo.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs("go\n", f);
+    std::fclose(f);
+  }
+  ::unlink(fifo.c_str());
+  ASSERT_EQ(holder.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  EXPECT_TRUE(holder.get().ok());
+  ASSERT_EQ(behind.wait_for(std::chrono::seconds(20)), std::future_status::ready)
+      << "the queue stalled behind the dead client";
+  auto r = behind.get();
+  EXPECT_TRUE(r.ok()) << r.error().to_string();
 }
 
 TEST_F(ClientTest, AClientKilledHoldingArenaBlocksHasThemReclaimed) {

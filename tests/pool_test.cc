@@ -292,9 +292,6 @@ TEST_F(PoolTest, WaitingCallersAreServedInArrivalOrder) {
     EXPECT_TRUE(r.ok()) << r.error().to_string();
   });
   ASSERT_TRUE(log.wait_for_line("BLOCKING"));
-  std::unique_ptr<ipc::Segment> seg;
-  ASSERT_EQ(ipc::Segment::attach(pool->name(), &seg), ipc::Errc::ok);
-  ipc::Doorbell never;  // polled: the queue's length rings no doorbell
   constexpr int kCallers = 8;
   std::vector<int64_t> served(kCallers, -1);  // caller -> the worker's call number
   std::vector<std::thread> callers;
@@ -303,12 +300,7 @@ TEST_F(PoolTest, WaitingCallersAreServedInArrivalOrder) {
       auto r = pool->execute_in_session("caller-" + std::to_string(k), "next_seq");
       if (r.ok()) served[size_t(k)] = r->value().AsMap()["seq"].AsInt64();
     });
-    auto queued = [&] {
-      return seg->header().waiting.load(std::memory_order_acquire) == uint32_t(k + 1);
-    };
-    ASSERT_EQ(ipc::wait_until(never, queued, ipc::monotonic_ns() + 20'000'000'000,
-                              ipc::WaitPolicy{ipc::WaitStrategy::spin, 0}),
-              ipc::WaitResult::ready)
+    ASSERT_TRUE(test::wait_queued(pool->name(), uint32_t(k + 1)))
         << "caller " << k << " never queued";
   }
   {
@@ -324,6 +316,36 @@ TEST_F(PoolTest, WaitingCallersAreServedInArrivalOrder) {
   for (int k = 0; k < kCallers; ++k) expected[size_t(k)] = k;
   EXPECT_EQ(served, expected);
   EXPECT_EQ(pool->status().queue_length, 0u);
+}
+
+TEST_F(PoolTest, ShutdownWakesTheCallersWaitingInTheQueue) {
+  // Three callers queue for the only worker with a checkout timeout far
+  // beyond the test's own; shutdown must end their waits at once.
+  test::LogWatch log;
+  PoolConfig c = config("queued-shutdown", 1, 0);
+  c.log = log.callback();
+  auto pool = start(c);
+  ASSERT_TRUE(pool);
+  auto holder = pool->submit("", "announce_and_block");
+  ASSERT_TRUE(log.wait_for_line("BLOCKING"));
+  ExecOptions patient;
+  patient.checkout_timeout = std::chrono::minutes(10);
+  std::vector<std::future<Expected<Reply>>> queued;
+  for (int k = 0; k < 3; ++k) {
+    queued.push_back(std::async(std::launch::async, [&, k] {
+      return pool->execute_in_session("q" + std::to_string(k), "ping", empty_args(), patient);
+    }));
+    ASSERT_TRUE(test::wait_queued(pool->name(), uint32_t(k + 1)));
+  }
+  ASSERT_TRUE(pool->shutdown(std::chrono::milliseconds(0)).ok());
+  for (auto& f : queued) {
+    ASSERT_EQ(f.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+    auto r = f.get();
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().type, "pool_shutting_down") << r.error().to_string();
+  }
+  ASSERT_EQ(holder.wait_for(std::chrono::seconds(20)), std::future_status::ready);
+  EXPECT_FALSE(holder.get().ok());
 }
 
 TEST_F(PoolTest, TenConcurrentCallsOnThreePlusTwoOverflowAllSucceed) {

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <memory>
 #include <set>
 #include <sstream>
 #include <string>
@@ -20,6 +21,7 @@
 
 #include "ipc/segment.h"
 #include "ipc/sys.h"
+#include "ipc/wait.h"
 
 namespace shmpool::test {
 
@@ -93,6 +95,17 @@ class LeakCheck : public ::testing::Test {
   std::set<std::string> shm_before_;
   int fds_before_ = 0;
 };
+
+// Waits (20 s at most) until `n` callers wait in the checkout queue of pool
+// `name`. Polled: the queue's length rings no doorbell.
+inline bool wait_queued(const std::string& name, uint32_t n) {
+  std::unique_ptr<ipc::Segment> seg;
+  if (ipc::Segment::attach(name, &seg) != ipc::Errc::ok) return false;
+  ipc::Doorbell never;
+  auto queued = [&] { return seg->header().waiting.load(std::memory_order_acquire) == n; };
+  return ipc::wait_until(never, queued, ipc::monotonic_ns() + 20'000'000'000,
+                         ipc::WaitPolicy{ipc::WaitStrategy::spin, 0}) == ipc::WaitResult::ready;
+}
 
 // Waits until the process behind `pidfd` exits or the deadline passes
 // (CLOCK_MONOTONIC ns); closes the pidfd. True if it exited.

@@ -676,12 +676,6 @@ struct Pool::State : detail::Caller {
     ipc::wait_until(seg->header().slots_changed, none_busy, deadline,
                     ipc::WaitPolicy{ipc::WaitStrategy::block, 0});
     {
-      std::lock_guard lock(exec_mu);
-      stop_executors = true;
-    }
-    exec_cv.notify_all();
-    for (auto& t : executors) t.join();
-    {
       std::lock_guard lock(mu);
       stop_supervisor = true;
     }
@@ -701,6 +695,15 @@ struct Pool::State : detail::Caller {
       if (!p->wait_exit(term_deadline)) p->terminate(0);
     }
     procs.clear();
+    // Submitted calls still in flight have failed with their workers (the
+    // exit marks the slot gone); queued ones fail fast. Only now can the
+    // executors be joined without waiting for an operation timeout.
+    {
+      std::lock_guard lock(exec_mu);
+      stop_executors = true;
+    }
+    exec_cv.notify_all();
+    for (auto& t : executors) t.join();
     // Every worker is reaped. Channels and process handles stay until the
     // State goes: a call that was still in flight may be returning through them.
     ipc::Segment::remove(cfg.name);
