@@ -203,10 +203,8 @@ TEST_F(ClientTest, AClientKilledWhileQueuedDoesNotStallTheQueue) {
   c.log = log.callback();
   auto pool = Pool::start(c);
   ASSERT_TRUE(pool.ok()) << pool.error().to_string();
-  const std::string fifo = "/tmp/" + (*pool)->name() + ".fifo";
-  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
-  auto holder = (*pool)->submit(
-      "", "wait_for_fifo", make_args([&](flexbuffers::Builder& b) { b.String("fifo", fifo); }));
+  const test::Fifo fifo("queued");
+  auto holder = (*pool)->submit("", "wait_for_fifo", fifo.args());
   ASSERT_TRUE(log.wait_for_line("BLOCKING"));
   test::Child doomed = helper({(*pool)->name(), "calls", "doomed", "1"});
   ASSERT_TRUE(test::wait_queued((*pool)->name(), 1));
@@ -216,13 +214,7 @@ TEST_F(ClientTest, AClientKilledWhileQueuedDoesNotStallTheQueue) {
       std::async(std::launch::async, [&] { return (*pool)->execute_in_session("behind", "ping"); });
   // (The dead client's place stays counted in `waiting`, a statistic.)
   ASSERT_TRUE(test::wait_queued((*pool)->name(), 2));
-  {
-    std::FILE* f = std::fopen(fifo.c_str(), "w");
-    ASSERT_NE(f, nullptr);
-    std::fputs("go\n", f);
-    std::fclose(f);
-  }
-  ::unlink(fifo.c_str());
+  ASSERT_TRUE(fifo.release());
   ASSERT_EQ(holder.wait_for(std::chrono::seconds(20)), std::future_status::ready);
   EXPECT_TRUE(holder.get().ok());
   ASSERT_EQ(behind.wait_for(std::chrono::seconds(20)), std::future_status::ready)

@@ -282,13 +282,9 @@ TEST_F(PoolTest, WaitingCallersAreServedInArrivalOrder) {
   c.log = log.callback();
   auto pool = start(c);
   ASSERT_TRUE(pool);
-  const std::string fifo = (std::filesystem::temp_directory_path() /
-                            ("shmpool-arrival-" + std::to_string(::getpid()) + ".fifo"))
-                               .string();
-  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const test::Fifo fifo("arrival");
   std::thread holder([&] {
-    auto r = pool->execute_anonymous(
-        "wait_for_fifo", make_args([&](flexbuffers::Builder& b) { b.String("fifo", fifo); }));
+    auto r = pool->execute_anonymous("wait_for_fifo", fifo.args());
     EXPECT_TRUE(r.ok()) << r.error().to_string();
   });
   ASSERT_TRUE(log.wait_for_line("BLOCKING"));
@@ -303,15 +299,9 @@ TEST_F(PoolTest, WaitingCallersAreServedInArrivalOrder) {
     ASSERT_TRUE(test::wait_queued(pool->name(), uint32_t(k + 1)))
         << "caller " << k << " never queued";
   }
-  {
-    std::FILE* f = std::fopen(fifo.c_str(), "w");  // the handler has it open for reading
-    ASSERT_NE(f, nullptr);
-    std::fputs("go\n", f);
-    std::fclose(f);
-  }
+  ASSERT_TRUE(fifo.release());
   holder.join();
   for (auto& t : callers) t.join();
-  ::unlink(fifo.c_str());
   std::vector<int64_t> expected(kCallers);
   for (int k = 0; k < kCallers; ++k) expected[size_t(k)] = k;
   EXPECT_EQ(served, expected);

@@ -5,15 +5,19 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "shmpool/pool.h"
+#include "shmpool/value.h"
 #include "shmpool/worker.h"
 
 namespace shmpool::test {
@@ -33,6 +37,30 @@ class WarmUp : public ::testing::Environment {
   }
 };
 inline const auto* const kWarmUp = ::testing::AddGlobalTestEnvironment(new WarmUp);
+
+// A FIFO in the temp directory for the `wait_for_fifo` handler, which blocks
+// until release() writes a line into it. Removed when destroyed.
+struct Fifo {
+  std::string path;
+  explicit Fifo(const std::string& tag)
+      : path((std::filesystem::temp_directory_path() /
+              ("shmpool-" + tag + "-" + std::to_string(::getpid()) + ".fifo"))
+                 .string()) {
+    ::unlink(path.c_str());
+    EXPECT_EQ(::mkfifo(path.c_str(), 0600), 0) << path;
+  }
+  ~Fifo() { ::unlink(path.c_str()); }
+  Args args() const {
+    return make_args([&](flexbuffers::Builder& b) { b.String("fifo", path); });
+  }
+  // Opening for writing meets the handler's open for reading.
+  bool release() const {
+    std::FILE* f = std::fopen(path.c_str(), "w");
+    if (!f) return false;
+    std::fputs("go\n", f);
+    return std::fclose(f) == 0;
+  }
+};
 
 // Collects worker log lines; wait_for_line() blocks until one starts with a prefix.
 struct LogWatch {
