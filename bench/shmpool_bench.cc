@@ -255,8 +255,9 @@ void BM_PingCold(benchmark::State& state) {
       1000);
 }
 
-void small_args(benchmark::State& state, int64_t idle_us) {
-  const shmpool::Args args = shmpool::make_args([](flexbuffers::Builder& b) {
+// The small-args case: 5 fields of mixed types.
+shmpool::Args small_args_map() {
+  return shmpool::make_args([](flexbuffers::Builder& b) {
     b.Int("id", 42);
     b.Double("score", 0.75);
     b.String("name", "shmpool");
@@ -266,6 +267,10 @@ void small_args(benchmark::State& state, int64_t idle_us) {
       b.String("b");
     });
   });
+}
+
+void small_args(benchmark::State& state, int64_t idle_us) {
+  const shmpool::Args args = small_args_map();
   timed_calls(
       state,
       [&] {
@@ -417,6 +422,14 @@ void transports(benchmark::internal::Benchmark* b) {
 void pool_transports(benchmark::internal::Benchmark* b) {
   b->ArgNames({"transport"})->Arg(int(Transport::shm))->Arg(int(Transport::pipe_json))->Arg(kZmq);
 }
+void pool_call_cases(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"transport", "payload"});
+  for (int64_t n : {int64_t(0), int64_t(64) << 10, int64_t(1) << 20, int64_t(16) << 20}) {
+    b->Args({int64_t(Transport::shm), n})
+        ->Args({int64_t(Transport::pipe_json), n})
+        ->Args({kZmq, n});
+  }
+}
 void startup_transports(benchmark::internal::Benchmark* b) {
   b->ArgNames({"transport"})->Arg(int(Transport::shm))->Arg(int(Transport::pipe_json));
 }
@@ -458,7 +471,9 @@ class PipeJsonPool {
       free_.push_back(workers_.back().get());
     }
   }
-  shmpool::Expected<shmpool::Reply> call(std::string_view command) {
+  shmpool::Expected<shmpool::Reply> call(std::string_view command,
+                                         const shmpool::Args& args = shmpool::empty_args(),
+                                         std::span<const uint8_t> payload = {}) {
     shmpool::Worker* w;
     {
       std::unique_lock lock(mu_);
@@ -466,7 +481,8 @@ class PipeJsonPool {
       w = free_.back();
       free_.pop_back();
     }
-    auto r = w->call(command);
+    auto r = w->call(command, args, payload);
+    if (r.ok()) r->own_payload();  // the worker's ring is reused once it is free again
     {
       std::lock_guard lock(mu_);
       free_.push_back(w);
@@ -554,7 +570,7 @@ PipeJsonPool& pipe_pool() {
 
 // The ZeroMQ pool: kPoolSize worker processes; each calling thread has its
 // own REQ socket, to worker (thread index mod kPoolSize).
-shmpool::Expected<shmpool::Reply> zmq_pool_ping(int thread_index) {
+ZmqCaller& zmq_pool_caller(int thread_index) {
   static std::vector<std::unique_ptr<ZmqWorkerProcess>> workers = [] {
     std::vector<std::unique_ptr<ZmqWorkerProcess>> w;
     for (uint32_t i = 0; i < kPoolSize; ++i) w.push_back(std::make_unique<ZmqWorkerProcess>(1 + i));
@@ -563,13 +579,23 @@ shmpool::Expected<shmpool::Reply> zmq_pool_ping(int thread_index) {
   thread_local std::unique_ptr<ZmqCaller> caller;
   const std::string& endpoint = workers[size_t(thread_index) % kPoolSize]->endpoint();
   if (!caller || caller->endpoint() != endpoint) caller = std::make_unique<ZmqCaller>(endpoint);
-  return caller->call("ping", shmpool::empty_args(), {});
+  return *caller;
+}
+
+// One call on the pool of `transport` from benchmark thread `thread_index`.
+shmpool::Expected<shmpool::Reply> pool_call(int64_t transport, int thread_index,
+                                            std::string_view command,
+                                            const shmpool::Args& args = shmpool::empty_args(),
+                                            std::span<const uint8_t> payload = {}) {
+  if (transport == kZmq) return zmq_pool_caller(thread_index).call(command, args, payload);
+  if (Transport(transport) == Transport::pipe_json) return pipe_pool().call(command, args, payload);
+  shmpool::ExecOptions o;
+  o.payload = payload;
+  return shm_pool().execute_anonymous(command, args, o);
 }
 
 shmpool::Expected<shmpool::Reply> pool_ping(int64_t transport, int thread_index = 0) {
-  if (transport == kZmq) return zmq_pool_ping(thread_index);
-  return Transport(transport) == Transport::shm ? shm_pool().execute_anonymous("ping")
-                                                : pipe_pool().call("ping");
+  return pool_call(transport, thread_index, "ping");
 }
 
 // One caller, pool of 2: the round trip including checkout and checkin.
@@ -593,22 +619,23 @@ void BM_ClientPing(benchmark::State& state) {
   });
 }
 
-// N caller threads on a pool of 2 workers: calls/s (items_per_second, summed
-// over threads) and per-thread p99.
-void BM_PoolThroughput(benchmark::State& state) {
-  const int64_t t = state.range(0);
+// N caller threads on a pool of 2 workers, each timing its calls: calls/s
+// (items_per_second, summed over threads) and per-thread p50/p99/p99.9.
+// `call` returns the reply; `check` says what is wrong with it, or nullptr.
+template <class Call, class Check>
+void pool_calls(benchmark::State& state, Call&& call, Check&& check) {
   std::vector<double> lat;
   lat.reserve(1 << 16);
   for (auto _ : state) {
     auto t0 = Clock::now();
-    auto r = pool_ping(t, state.thread_index());
+    auto r = call();
     auto t1 = Clock::now();
     if (!r.ok()) {
       fail(state, r.error());
       return;
     }
-    if (!r->value().AsMap()["pong"].AsBool()) {
-      fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", "no pong"));
+    if (const char* wrong = check(*r)) {
+      fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", wrong));
       return;
     }
     lat.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
@@ -622,6 +649,40 @@ void BM_PoolThroughput(benchmark::State& state) {
       lat[std::min(lat.size() - 1, lat.size() * 99 / 100)], benchmark::Counter::kAvgThreads);
   state.counters["p999_us"] = benchmark::Counter(
       lat[std::min(lat.size() - 1, lat.size() * 999 / 1000)], benchmark::Counter::kAvgThreads);
+}
+
+void BM_PoolThroughput(benchmark::State& state) {
+  const int64_t t = state.range(0);
+  pool_calls(
+      state, [&] { return pool_ping(t, state.thread_index()); },
+      [](const shmpool::Reply& r) {
+        return r.value().AsMap()["pong"].AsBool() ? nullptr : "no pong";
+      });
+}
+
+// The other cases under 1/4/16 callers: payload:0 is the small-args echo,
+// payload:N hands N bytes (the caller's own buffer) to Python and gets the
+// ack. bytes_per_second counts the payload.
+void BM_PoolCalls(benchmark::State& state) {
+  const int64_t t = state.range(0);
+  const size_t n = size_t(state.range(1));
+  if (n == 0) {
+    const shmpool::Args args = small_args_map();
+    pool_calls(
+        state, [&] { return pool_call(t, state.thread_index(), "echo", args); },
+        [](const shmpool::Reply& r) {
+          return r.value().AsMap()["id"].AsInt64() == 42 ? nullptr : "echo mismatch";
+        });
+    return;
+  }
+  const std::vector<uint8_t> payload(n, 0x5a);
+  pool_calls(
+      state,
+      [&] { return pool_call(t, state.thread_index(), "ack", shmpool::empty_args(), payload); },
+      [&](const shmpool::Reply& r) {
+        return r.value().AsMap()["bytes"].AsUInt64() == n ? nullptr : "wrong length";
+      });
+  state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n));
 }
 
 // Uncontended checkout + checkin of a slot in the segment (no worker).
@@ -690,6 +751,7 @@ BENCHMARK(BM_PoolThroughput)
     ->Threads(4)
     ->Threads(16)
     ->UseRealTime();
+BENCHMARK(BM_PoolCalls)->Apply(pool_call_cases)->Threads(1)->Threads(4)->Threads(16)->UseRealTime();
 BENCHMARK(BM_CheckoutCheckin);
 BENCHMARK(BM_WorkerStartup)
     ->Apply(startup_transports)
