@@ -430,6 +430,15 @@ void pool_call_cases(benchmark::internal::Benchmark* b) {
         ->Args({kZmq, n});
   }
 }
+void pool_cold_cases(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"transport", "payload"});
+  for (int64_t n :
+       {int64_t(-1), int64_t(0), int64_t(64) << 10, int64_t(1) << 20, int64_t(16) << 20}) {
+    b->Args({int64_t(Transport::shm), n})
+        ->Args({int64_t(Transport::pipe_json), n})
+        ->Args({kZmq, n});
+  }
+}
 void startup_transports(benchmark::internal::Benchmark* b) {
   b->ArgNames({"transport"})->Arg(int(Transport::shm))->Arg(int(Transport::pipe_json));
 }
@@ -622,11 +631,19 @@ void BM_ClientPing(benchmark::State& state) {
 // N caller threads on a pool of 2 workers, each timing its calls: calls/s
 // (items_per_second, summed over threads) and per-thread p50/p99/p99.9.
 // `call` returns the reply; `check` says what is wrong with it, or nullptr.
+// idle_us > 0: each thread idles that long before each call (cold calls).
 template <class Call, class Check>
-void pool_calls(benchmark::State& state, Call&& call, Check&& check) {
+void pool_calls(benchmark::State& state, Call&& call, Check&& check, int64_t idle_us = 0) {
   std::vector<double> lat;
   lat.reserve(1 << 16);
+  // Warm-up, not timed: starts the pool on first use and this thread's
+  // ZeroMQ socket.
+  if (auto r = call(); !r.ok()) {
+    fail(state, r.error());
+    return;
+  }
   for (auto _ : state) {
+    if (idle_us) std::this_thread::sleep_for(std::chrono::microseconds(idle_us));
     auto t0 = Clock::now();
     auto r = call();
     auto t1 = Clock::now();
@@ -662,9 +679,18 @@ void BM_PoolThroughput(benchmark::State& state) {
 
 // The other cases under 1/4/16 callers: payload:0 is the small-args echo,
 // payload:N hands N bytes (the caller's own buffer) to Python and gets the
-// ack. bytes_per_second counts the payload.
-void BM_PoolCalls(benchmark::State& state) {
+// ack, payload:-1 (cold only) is the ping. bytes_per_second counts the payload.
+void pool_case(benchmark::State& state, int64_t idle_us) {
   const int64_t t = state.range(0);
+  if (state.range(1) < 0) {
+    pool_calls(
+        state, [&] { return pool_ping(t, state.thread_index()); },
+        [](const shmpool::Reply& r) {
+          return r.value().AsMap()["pong"].AsBool() ? nullptr : "no pong";
+        },
+        idle_us);
+    return;
+  }
   const size_t n = size_t(state.range(1));
   if (n == 0) {
     const shmpool::Args args = small_args_map();
@@ -672,7 +698,8 @@ void BM_PoolCalls(benchmark::State& state) {
         state, [&] { return pool_call(t, state.thread_index(), "echo", args); },
         [](const shmpool::Reply& r) {
           return r.value().AsMap()["id"].AsInt64() == 42 ? nullptr : "echo mismatch";
-        });
+        },
+        idle_us);
     return;
   }
   const std::vector<uint8_t> payload(n, 0x5a);
@@ -681,9 +708,14 @@ void BM_PoolCalls(benchmark::State& state) {
       [&] { return pool_call(t, state.thread_index(), "ack", shmpool::empty_args(), payload); },
       [&](const shmpool::Reply& r) {
         return r.value().AsMap()["bytes"].AsUInt64() == n ? nullptr : "wrong length";
-      });
+      },
+      idle_us);
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n));
 }
+
+void BM_PoolCalls(benchmark::State& state) { pool_case(state, 0); }
+// Cold: every caller idles 1 ms before each call (calls/s then counts the idling).
+void BM_PoolCallsCold(benchmark::State& state) { pool_case(state, 1000); }
 
 // Uncontended checkout + checkin of a slot in the segment (no worker).
 void BM_CheckoutCheckin(benchmark::State& state) {
@@ -752,6 +784,13 @@ BENCHMARK(BM_PoolThroughput)
     ->Threads(16)
     ->UseRealTime();
 BENCHMARK(BM_PoolCalls)->Apply(pool_call_cases)->Threads(1)->Threads(4)->Threads(16)->UseRealTime();
+BENCHMARK(BM_PoolCallsCold)
+    ->Apply(pool_cold_cases)
+    ->Threads(1)
+    ->Threads(4)
+    ->Threads(16)
+    ->UseRealTime()
+    ->MinTime(0.2);
 BENCHMARK(BM_CheckoutCheckin);
 BENCHMARK(BM_WorkerStartup)
     ->Apply(startup_transports)
@@ -809,6 +848,9 @@ class TableReporter : public benchmark::ConsoleReporter {
       if (auto p = key.find("/manual_time"); p != std::string::npos) key.erase(p);
       if (auto p = key.find("/iterations:"); p != std::string::npos) key.erase(p);
       if (auto p = key.find("/repeats:"); p != std::string::npos) key.erase(p);
+      if (auto p = key.find("/min_time:"); p != std::string::npos)
+        key.erase(p, key.find('/', p + 1) == std::string::npos ? std::string::npos
+                                                               : key.find('/', p + 1) - p);
       Row row;
       auto c = r.counters.find("p50_us");
       if (c != r.counters.end()) row.p50 = c->second.value;
