@@ -63,6 +63,14 @@ std::unique_ptr<Pool> start(PoolConfig c) {
   return p.ok() ? std::move(p.value()) : nullptr;
 }
 
+// A pool of one worker and no overflow, its output lines going to `log`
+// (tests block the worker and wait for its "BLOCKING" line).
+std::unique_ptr<Pool> start_one_worker(const char* tag, test::LogWatch& log) {
+  PoolConfig c = config(tag, 1, 0);
+  c.log = log.callback();
+  return start(std::move(c));
+}
+
 class PoolTest : public test::LeakCheck {};
 
 // Starts a worker once so the process-wide child watch exists before the
@@ -249,9 +257,7 @@ TEST_F(PoolTest, ErrorsAreWellFormedWithContext) {
 
 TEST_F(PoolTest, CheckoutTimeoutCarriesPoolAndSession) {
   test::LogWatch log;
-  PoolConfig c = config("checkout", 1, 0);
-  c.log = log.callback();
-  auto pool = start(c);
+  auto pool = start_one_worker("checkout", log);
   ASSERT_TRUE(pool);
   std::thread holder([&] { (void)pool->execute_anonymous("announce_and_block"); });
   ASSERT_TRUE(log.wait_for_line("BLOCKING"));
@@ -278,9 +284,7 @@ TEST_F(PoolTest, WaitingCallersAreServedInArrivalOrder) {
   // queue); when the worker comes free they must be served in that order:
   // the worker numbers the calls it serves.
   test::LogWatch log;
-  PoolConfig c = config("arrival", 1, 0);
-  c.log = log.callback();
-  auto pool = start(c);
+  auto pool = start_one_worker("arrival", log);
   ASSERT_TRUE(pool);
   const test::Fifo fifo("arrival");
   std::thread holder([&] {
@@ -312,9 +316,7 @@ TEST_F(PoolTest, ShutdownWakesTheCallersWaitingInTheQueue) {
   // Three callers queue for the only worker with a checkout timeout far
   // beyond the test's own; shutdown must end their waits at once.
   test::LogWatch log;
-  PoolConfig c = config("queued-shutdown", 1, 0);
-  c.log = log.callback();
-  auto pool = start(c);
+  auto pool = start_one_worker("queued-shutdown", log);
   ASSERT_TRUE(pool);
   auto holder = pool->submit("", "announce_and_block");
   ASSERT_TRUE(log.wait_for_line("BLOCKING"));

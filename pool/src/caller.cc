@@ -70,10 +70,7 @@ bool Caller::scan(uint64_t owner, Checkout* co) {
 
 bool Caller::any_idle() const {
   for (uint32_t i = 0; i < seg->slot_count(); ++i) {
-    if (ipc::slot_state(seg->slot(i).state.load(std::memory_order_acquire)) ==
-        ipc::SlotState::idle) {
-      return true;
-    }
+    if (state_of(i) == ipc::SlotState::idle) return true;
   }
   return false;
 }

@@ -41,6 +41,12 @@ struct Caller {
   void record_session(std::string_view id, int32_t slot, bool failed);
   void emit(PoolEvent e) const;  // to on_event; its exceptions are swallowed
 
+  // A slot's state, as its state word says now (acquire: pairs with the
+  // transitions' releases).
+  ipc::SlotState state_of(uint32_t i) const {
+    return ipc::slot_state(seg->slot(i).state.load(std::memory_order_acquire));
+  }
+
   // ---- checkout ----
   struct Checkout {
     uint32_t slot = 0;

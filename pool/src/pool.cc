@@ -139,9 +139,6 @@ struct Pool::State : detail::Caller {
   std::mutex shutdown_mu;
 
   uint32_t slot_count() const { return uint32_t(slots.size()); }
-  ipc::SlotState state_of(uint32_t i) const {
-    return ipc::slot_state(seg->slot(i).state.load(std::memory_order_acquire));
-  }
 
   void post(Event ev) {
     {
