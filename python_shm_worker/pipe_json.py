@@ -53,8 +53,13 @@ def _read_exact(stream: BinaryIO, n: int) -> Optional[bytes]:
     return b"".join(chunks)
 
 
-def _send(out: BinaryIO, message: dict) -> None:
-    data = json.dumps(message, separators=(",", ":")).encode("utf-8")
+def _dumps(message: dict) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode("utf-8")
+
+
+def _send(out: BinaryIO, message: dict, data: Optional[bytes] = None) -> None:
+    if data is None:
+        data = _dumps(message)
     out.write(struct.pack(">I", len(data)) + data)
     out.flush()
 
@@ -97,15 +102,18 @@ def serve(info: dict) -> None:
             continue
         payload = base64.b64decode(req["payload"]) if req.get("payload") else b""
         ctx = MessageContext(rid, req.get("session_id"), cmd, payload)
+        prefix = ""
         try:
             result = handler(_decode(req.get("args") or {}), ctx)
             response = {"id": rid, "status": "ok"}
             value, payload = split_result(result, ctx)
+            prefix = "cannot encode the handler's result: "
             response["result"] = _encode(value)
             if payload is not None:
                 response["payload"] = base64.b64encode(memoryview(payload).cast("B")).decode("ascii")
+            data = _dumps(response)
         except Exception as exc:  # noqa: BLE001 - every handler failure becomes a reply
-            response = _error(rid, "handler_error", "handler_exception", str(exc),
-                              exception_type=type(exc).__name__,
-                              traceback="".join(traceback.format_exception(exc)), command=cmd)
-        _send(out, response)
+            data = _dumps(_error(rid, "handler_error", "handler_exception", prefix + str(exc),
+                                 exception_type=type(exc).__name__,
+                                 traceback="".join(traceback.format_exception(exc)), command=cmd))
+        _send(out, {}, data)

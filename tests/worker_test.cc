@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <thread>
 
@@ -173,6 +174,52 @@ TEST_P(WorkerTest, HandlerExceptionBecomesHandlerErrorWithTraceback) {
   EXPECT_EQ(e.context.at("command"), "fail");
   // The worker survives a handler error.
   EXPECT_TRUE(w->call("ping").ok());
+}
+
+TEST_P(WorkerTest, AResultKeyWithANulIsAClearError) {
+  if (GetParam() != Transport::shm) GTEST_SKIP() << "JSON carries such keys";
+  auto w = start();
+  ASSERT_TRUE(w);
+  auto r = w->call("nul_key");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().category, Category::handler_error);
+  EXPECT_NE(r.error().message.find("NUL"), std::string::npos) << r.error().to_string();
+  EXPECT_TRUE(w->call("ping").ok());
+}
+
+TEST_P(WorkerTest, AResultOfAnUnsupportedTypeIsAClearError) {
+  auto w = start();
+  ASSERT_TRUE(w);
+  auto r = w->call("unsendable");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().category, Category::handler_error) << r.error().to_string();
+  EXPECT_NE(r.error().message.find("set"), std::string::npos) << r.error().to_string();
+  EXPECT_TRUE(w->call("ping").ok());  // the worker survives
+}
+
+TEST_P(WorkerTest, ArgsNestedTooDeeplyAreAClearError) {
+  if (GetParam() != Transport::shm) GTEST_SKIP() << "the limit is the FlatBuffers verifier's";
+  auto w = start();
+  ASSERT_TRUE(w);
+  std::function<void(flexbuffers::Builder&, int)> nest = [&](flexbuffers::Builder& b, int depth) {
+    if (depth == 0) {
+      b.Int(1);
+      return;
+    }
+    size_t v = b.StartVector();
+    nest(b, depth - 1);
+    b.EndVector(v, false, false);
+  };
+  Args args = make_args([&](flexbuffers::Builder& b) {
+    b.Key("deep");
+    nest(b, 100);
+  });
+  // The worker's verifier refuses the request, and says so: not a reply
+  // "for another call".
+  auto r = w->call("types", args);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().category, Category::protocol_error) << r.error().to_string();
+  EXPECT_EQ(r.error().type, "invalid_request") << r.error().to_string();
 }
 
 TEST_P(WorkerTest, UnknownCommandIsAClearError) {

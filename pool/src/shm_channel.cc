@@ -160,6 +160,13 @@ Expected<Reply> ShmChannel::await_reply(uint64_t id, int64_t deadline_ns) {
                         "response envelope failed verification");
     }
     const schema::Response* r = view.response;
+    if (r->id() == 0 && id != 0 && r->status() != schema::Status::Ok) {
+      // The worker could not verify our request, so it could not name it:
+      // its error (protocol_error/invalid_request) is this call's.
+      Error err = error_from_envelope(r->error());
+      responses_.release(frame);
+      return err;
+    }
     if (r->id() != id) {
       responses_.release(frame);
       return make_error(Category::protocol_error, "unexpected_response",

@@ -64,7 +64,7 @@ py::object flex_to_py(const flexbuffers::Reference& ref, const uint8_t* end, int
 }
 
 namespace {
-void put_int(flexbuffers::Builder& b, py::handle obj) {
+void put_int(ipc::FlexWriter& b, py::handle obj) {
   int overflow = 0;
   long long v = PyLong_AsLongLongAndOverflow(obj.ptr(), &overflow);
   if (overflow == 0) {
@@ -93,11 +93,9 @@ struct ByteView {
 };
 }  // namespace
 
-void py_to_flex(flexbuffers::Builder& b, const char* key, py::handle obj, int depth) {
+void py_to_flex(ipc::FlexWriter& b, py::handle obj, int depth) {
   if (depth > kMaxDepth) throw py::value_error("result nested deeper than 64 levels");
   PyObject* o = obj.ptr();
-  // Inside a map every value is preceded by its key.
-  if (key) b.Key(key);
   if (o == Py_None) {
     b.Null();
   } else if (PyBool_Check(o)) {
@@ -120,20 +118,22 @@ void py_to_flex(flexbuffers::Builder& b, const char* key, py::handle obj, int de
     Py_ssize_t pos = 0;
     while (PyDict_Next(o, &pos, &k, &v)) {
       if (!PyUnicode_Check(k)) throw py::type_error("dict keys must be str");
-      const char* ks = PyUnicode_AsUTF8(k);
+      Py_ssize_t n = 0;
+      const char* ks = PyUnicode_AsUTF8AndSize(k, &n);
       if (!ks) throw py::error_already_set();
-      py_to_flex(b, ks, v, depth + 1);
+      if (!b.Key(ks, size_t(n))) throw py::value_error("dict keys must not contain NUL characters");
+      py_to_flex(b, v, depth + 1);
     }
-    b.EndMap(start);
+    if (!b.EndMap(start)) throw py::value_error("dict keys must be distinct");
   } else if (PyList_Check(o) || PyTuple_Check(o)) {
     size_t start = b.StartVector();
-    for (py::handle item : obj) py_to_flex(b, nullptr, item, depth + 1);
-    b.EndVector(start, false, false);
+    for (py::handle item : obj) py_to_flex(b, item, depth + 1);
+    b.EndVector(start);
   } else if (PyObject_HasAttrString(o, "shape") && PyObject_HasAttrString(o, "tolist")) {
     // numpy scalars and arrays: via tolist() (0-d arrays become scalars).
     py::object plain = obj.attr("tolist")();
     if (plain.ptr() == o) throw py::type_error("tolist() returned itself");
-    py_to_flex(b, nullptr, plain, depth + 1);
+    py_to_flex(b, plain, depth + 1);
   } else if (PyIndex_Check(o)) {
     put_int(b, py::reinterpret_steal<py::object>(PyNumber_Index(o)));
   } else if (PyObject_HasAttrString(o, "__float__")) {

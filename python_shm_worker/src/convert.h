@@ -7,6 +7,7 @@
 #include <string>
 
 #include "flatbuffers/flexbuffers.h"
+#include "ipc/flex_writer.h"
 
 namespace shmpool::pyworker {
 
@@ -23,10 +24,11 @@ inline constexpr int kMaxDepth = 64;
 py::object flex_to_py(const flexbuffers::Reference& ref, const uint8_t* end, int64_t* budget,
                       int depth = 0);
 
-// Appends `obj` to `b` (as a map value when key != nullptr). Supported: None,
-// bool, int (64-bit signed or unsigned), float, str, bytes-like, dict with
-// str keys, list, tuple, and objects with __index__ / __float__ (numpy
-// scalars). Throws py::type_error naming the unsupported type.
-void py_to_flex(flexbuffers::Builder& b, const char* key, py::handle obj, int depth = 0);
+// Appends `obj` to `b`. Supported: None, bool, int (64-bit signed or
+// unsigned), float, str, bytes-like, dict with str keys (no NUL in them),
+// list, tuple, and objects with __index__ / __float__ (numpy scalars).
+// Throws py::type_error naming an unsupported type, py::value_error for a
+// key with a NUL.
+void py_to_flex(ipc::FlexWriter& b, py::handle obj, int depth = 0);
 
 }  // namespace shmpool::pyworker

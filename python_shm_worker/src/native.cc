@@ -234,7 +234,7 @@ class ShmWorker {
     {
       fbb_.Clear();
       flex_.Clear();
-      py_to_flex(flex_, nullptr, info);
+      py_to_flex(flex_, info);
       flex_.Finish();
       send_ok(0, {});
     }
@@ -367,6 +367,9 @@ class ShmWorker {
       ok = true;
     } catch (py::error_already_set& ex) {
       describe(ex, &err_category, &err_kind, &err_type, &err_msg, &err_tb);
+    } catch (py::builtin_exception& e) {  // from flex_to_py: args too deep, too many values
+      py::error_already_set ex = as_python_error(e);
+      describe(ex, &err_category, &err_kind, &err_type, &err_msg, &err_tb);
     }
     ctx->valid = false;
     if (ok) {
@@ -392,6 +395,10 @@ class ShmWorker {
         describe(ex, &err_category, &err_kind, &err_type, &err_msg, &err_tb);
         if (err_category == "handler_error")
           err_msg = "cannot encode the handler's result: " + err_msg;
+      } catch (py::builtin_exception& e) {  // from py_to_flex: a type or key it cannot send
+        py::error_already_set ex = as_python_error(e);
+        describe(ex, &err_category, &err_kind, &err_type, &err_msg, &err_tb);
+        err_msg = "cannot encode the handler's result: " + err_msg;
       }
     }
     result = py::object();
@@ -402,6 +409,13 @@ class ShmWorker {
         {{"exception_type", err_type}, {"traceback", err_tb}, {"command", std::string(cmd)}});
     exit_if_unsafe();
     return true;
+  }
+
+  // pybind11's C++-side exceptions (py::type_error, ...) as the Python
+  // exception they stand for.
+  static py::error_already_set as_python_error(const py::builtin_exception& e) {
+    e.set_error();
+    return py::error_already_set();
   }
 
   void describe(py::error_already_set& ex, std::string* category, std::string* kind,
@@ -462,7 +476,7 @@ class ShmWorker {
       value = py::none();
       payload_obj = result;
     }
-    py_to_flex(flex_, nullptr, value);
+    py_to_flex(flex_, value);
     flex_.Finish();
     value = py::object();
     result = py::object();
@@ -623,7 +637,7 @@ class ShmWorker {
                     const schema::ArenaRef* arena_ref = nullptr,
                     std::span<const uint8_t> body = {}) {
     flatbuffers::Offset<flatbuffers::Vector<uint8_t>> result, body_vec;
-    if (flex_.GetSize() > 0) result = fbb_.CreateVector(flex_.GetBuffer());
+    if (flex_.size() > 0) result = fbb_.CreateVector(flex_.data(), flex_.size());
     if (!body.empty()) {
       // A nested FlatBuffer may hold 8-byte scalars: align its start.
       fbb_.ForceVectorAlignment(body.size(), 1, 8);
@@ -684,9 +698,7 @@ class ShmWorker {
   ipc::FrameRing requests_, responses_;
   ipc::WaitPolicy policy_;
   flatbuffers::FlatBufferBuilder fbb_{1024};
-  // No key sharing: its std::set costs a node allocation per key, more than
-  // a repeated key costs in bytes.
-  flexbuffers::Builder flex_{512, flexbuffers::BUILDER_FLAG_NONE};
+  ipc::FlexWriter flex_{512};
   py::dict handlers_;
   py::object output_type_ = py::none();
   py::object ctx_obj_;
@@ -788,10 +800,10 @@ PYBIND11_MODULE(_native, m) {
           b.add_error(err);
           fbb.Finish(b.Finish());
         } else {
-          flexbuffers::Builder flex(256);
-          py_to_flex(flex, nullptr, value);
+          ipc::FlexWriter flex(256);
+          py_to_flex(flex, value);
           flex.Finish();
-          auto result = fbb.CreateVector(flex.GetBuffer());
+          auto result = fbb.CreateVector(flex.data(), flex.size());
           schema::ResponseBuilder b(fbb);
           b.add_id(id);
           b.add_status(schema::Status::Ok);

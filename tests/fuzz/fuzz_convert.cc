@@ -28,10 +28,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     int64_t budget = int64_t(buf.size()) + 16;
     py::object value =
         flex_to_py(flexbuffers::GetRoot(buf.data(), buf.size()), buf.data() + buf.size(), &budget);
-    flexbuffers::Builder b;
-    py_to_flex(b, nullptr, value);
+    ipc::FlexWriter b;
+    py_to_flex(b, value);
     b.Finish();
-    if (!flexbuffers::VerifyBuffer(b.GetBuffer().data(), b.GetBuffer().size())) __builtin_trap();
+    if (!flexbuffers::VerifyBuffer(b.data(), b.size())) __builtin_trap();
   } catch (py::error_already_set&) {
     // Rejected with a Python exception (depth limit, unsupported key): fine.
   } catch (py::builtin_exception&) {

@@ -18,6 +18,18 @@ def fail(args, ctx):
     raise ValueError(args.get("message", "boom"))
 
 
+@command("nul_key")
+def nul_key(args, ctx):
+    """A result FlexBuffers cannot carry: a key with a NUL in it."""
+    return {"a\0b": 1}
+
+
+@command("unsendable")
+def unsendable(args, ctx):
+    """A result of a type no transport carries."""
+    return {"s": {1, 2}}
+
+
 @command("session")
 def session(args, ctx):
     return {"session_id": ctx.session_id, "request_id": ctx.request_id, "command": ctx.command}
