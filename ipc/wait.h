@@ -66,6 +66,10 @@ static_assert(std::atomic<uint32_t>::is_always_lock_free);
 
 enum class WaitResult { ready, timed_out };
 
+// How many times a waiter polls without pausing before it starts to pause
+// and watch the clock: about a microsecond (ready() reads a cache line).
+inline constexpr uint32_t kTightPolls = 256;
+
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -82,6 +86,12 @@ WaitResult wait_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns,
                       const WaitPolicy& policy) {
   if (ready()) return WaitResult::ready;
   if (policy.strategy != WaitStrategy::block) {
+    // A reply often comes within a microsecond or two: poll tightly first
+    // (a `pause` costs ~20 ns of reaction time per wait on this machine, a
+    // clock read 40 ns), then with pauses and a deadline.
+    for (uint32_t i = 0; i < kTightPolls; ++i) {
+      if (ready()) return WaitResult::ready;
+    }
     const int64_t spin_end =
         policy.strategy == WaitStrategy::spin ? deadline_ns : monotonic_ns() + policy.spin_ns;
     for (uint32_t i = 1;; ++i) {

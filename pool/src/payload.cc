@@ -6,31 +6,13 @@
 
 namespace shmpool {
 
-PayloadBuffer& PayloadBuffer::operator=(PayloadBuffer&& o) noexcept {
-  if (this != &o) {
-    reset();
-    arena_ = std::move(o.arena_);
-    index_ = o.index_;
-    word_ = o.word_;
-    ptr_ = o.ptr_;
-    size_ = o.size_;
-    o.ptr_ = nullptr;
-    o.size_ = 0;
+void PayloadBuffer::free_block() {
+  {
+    std::lock_guard lock(arena_->mu);
+    arena_->held.erase(ptr_);
   }
-  return *this;
-}
-
-void PayloadBuffer::reset() {
-  if (arena_) {
-    {
-      std::lock_guard lock(arena_->mu);
-      arena_->held.erase(ptr_);
-    }
-    arena_->arena.free(index_, word_);
-  }
+  arena_->arena.free(index_, word_);
   arena_.reset();
-  ptr_ = nullptr;
-  size_ = 0;
 }
 
 namespace detail {

@@ -153,6 +153,7 @@ Expected<Reply> ShmChannel::await_reply(uint64_t id, int64_t deadline_ns) {
                         "response ring failed validation");
     }
     Reply::Parts parts;
+    parts.storage = take_envelope_buffer();
     ipc::ResponseView view;
     if (ipc::read_response(frame, &parts.storage, &view) != ipc::Errc::ok) {
       responses_.release(frame);

@@ -20,6 +20,10 @@
 
 namespace shmpool::detail {
 
+// An empty buffer for a reply's envelope copy, with the capacity of one a
+// dead Reply gave back on this thread when there is one (worker.cc).
+std::vector<uint8_t> take_envelope_buffer();
+
 struct CallSpec {
   uint64_t id = 0;
   std::string_view session_id;

@@ -246,11 +246,16 @@ class ShmWorker {
         // Hot path: poll for a bounded time while keeping the GIL (releasing
         // and re-taking it costs more than a whole round trip). Other Python
         // threads wait at most this long; then we sleep without the GIL.
-        const int64_t spin_end =
-            ipc::monotonic_ns() + std::min<int64_t>(policy_.spin_ns, 1'000'000);
-        for (uint32_t i = 1; !requests_.readable(); ++i) {
-          ipc::cpu_relax();
-          if ((i & 63) == 0 && ipc::monotonic_ns() >= spin_end) break;
+        // (Tightly first, as ipc::wait_until.)
+        bool seen = false;
+        for (uint32_t i = 0; i < ipc::kTightPolls && !seen; ++i) seen = requests_.readable();
+        if (!seen) {
+          const int64_t spin_end =
+              ipc::monotonic_ns() + std::min<int64_t>(policy_.spin_ns, 1'000'000);
+          for (uint32_t i = 1; !requests_.readable(); ++i) {
+            ipc::cpu_relax();
+            if ((i & 63) == 0 && ipc::monotonic_ns() >= spin_end) break;
+          }
         }
         e = requests_.peek(&frame);
       }
@@ -358,7 +363,7 @@ class ShmWorker {
       py::object args = req->args() && req->args()->size() > 0
                             ? flex_to_py(req->args_flexbuffer_root(),
                                          req->args()->data() + req->args()->size(), &budget)
-                            : py::object(py::dict());
+                            : empty_args();
       // Vectorcall: no argument tuple (pybind11's operator() builds one).
       PyObject* argv[2] = {args.ptr(), pyctx.ptr()};
       PyObject* r = PyObject_Vectorcall(handler.ptr(), argv, 2, nullptr);
@@ -611,6 +616,15 @@ class ShmWorker {
     _exit(75);
   }
 
+  // A call without args gets an empty dict: the one of the last such call
+  // when nobody kept it and it is still empty, else a new one.
+  py::object empty_args() {
+    if (!empty_args_ || Py_REFCNT(empty_args_.ptr()) != 1 ||
+        PyDict_GET_SIZE(empty_args_.ptr()) != 0)
+      empty_args_ = py::dict();
+    return empty_args_;
+  }
+
   // The handler registered for `cmd`, or null. The registry dict is looked up
   // on every call (handlers may be re-registered), with a cached str key.
   // The last command's key is kept aside: calls often repeat a command.
@@ -699,6 +713,7 @@ class ShmWorker {
   ipc::WaitPolicy policy_;
   flatbuffers::FlatBufferBuilder fbb_{1024};
   ipc::FlexWriter flex_{512};
+  py::object empty_args_;
   py::dict handlers_;
   py::object output_type_ = py::none();
   py::object ctx_obj_;

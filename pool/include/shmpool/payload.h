@@ -30,6 +30,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <utility>
 
 namespace shmpool {
 
@@ -40,8 +41,23 @@ struct ArenaHandle;
 class PayloadBuffer {
  public:
   PayloadBuffer() = default;
-  PayloadBuffer(PayloadBuffer&& o) noexcept { *this = std::move(o); }
-  PayloadBuffer& operator=(PayloadBuffer&& o) noexcept;
+  PayloadBuffer(PayloadBuffer&& o) noexcept
+      : arena_(std::move(o.arena_)),
+        index_(o.index_),
+        word_(o.word_),
+        ptr_(std::exchange(o.ptr_, nullptr)),
+        size_(std::exchange(o.size_, 0)) {}
+  PayloadBuffer& operator=(PayloadBuffer&& o) noexcept {
+    if (this != &o) {
+      reset();
+      arena_ = std::move(o.arena_);
+      index_ = o.index_;
+      word_ = o.word_;
+      ptr_ = std::exchange(o.ptr_, nullptr);
+      size_ = std::exchange(o.size_, 0);
+    }
+    return *this;
+  }
   PayloadBuffer(const PayloadBuffer&) = delete;
   PayloadBuffer& operator=(const PayloadBuffer&) = delete;
   ~PayloadBuffer() { reset(); }
@@ -54,7 +70,11 @@ class PayloadBuffer {
   bool empty() const { return size_ == 0; }
   explicit operator bool() const { return ptr_ != nullptr; }
   // Frees the block now.
-  void reset();
+  void reset() {
+    if (arena_) free_block();
+    ptr_ = nullptr;
+    size_ = 0;
+  }
 
   // Internal (used by the transports).
   PayloadBuffer(std::shared_ptr<detail::ArenaHandle> arena, uint32_t index, uint64_t word,
@@ -62,6 +82,7 @@ class PayloadBuffer {
       : arena_(std::move(arena)), index_(index), word_(word), ptr_(ptr), size_(size) {}
 
  private:
+  void free_block();  // releases the block and arena_
   std::shared_ptr<detail::ArenaHandle> arena_;
   uint32_t index_ = 0;
   uint64_t word_ = 0;

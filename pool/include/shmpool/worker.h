@@ -96,6 +96,7 @@ class Reply {
   Reply() = default;
   Reply(Reply&&) = default;
   Reply& operator=(Reply&&) = default;
+  ~Reply();
   Reply(const Reply&) = delete;
   Reply& operator=(const Reply&) = delete;
 
