@@ -70,6 +70,9 @@ enum class WaitResult { ready, timed_out };
 // and watch the clock: about a microsecond (ready() reads a cache line).
 inline constexpr uint32_t kTightPolls = 256;
 
+// A paced spin yields the core every kYieldEvery polls (a power of 2).
+inline constexpr uint32_t kYieldEvery = 128;
+
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -102,8 +105,8 @@ WaitResult wait_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns,
         if (deadline_ns > 0 && now >= deadline_ns) return WaitResult::timed_out;
         if (spin_end > 0 && now >= spin_end) break;
         // With more runnable threads than cores (a pool and its callers on
-        // two cores), let whoever we wait for run on this core.
-        if ((i & 1023) == 0) sched_yield();
+        // two cores), let whoever we wait for run on this core: every ~2 us.
+        if ((i & (kYieldEvery - 1)) == 0) sched_yield();
       }
     }
   }

@@ -4,6 +4,7 @@
 // registered handler, and encodes the result into the response ring in C++.
 #include <poll.h>
 #include <pybind11/pybind11.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -255,6 +256,8 @@ class ShmWorker {
           for (uint32_t i = 1; !requests_.readable(); ++i) {
             ipc::cpu_relax();
             if ((i & 63) == 0 && ipc::monotonic_ns() >= spin_end) break;
+            // A caller may be waiting for this core (more threads than cores).
+            if ((i & (ipc::kYieldEvery - 1)) == 0) sched_yield();
           }
         }
         e = requests_.peek(&frame);
