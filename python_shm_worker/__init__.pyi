@@ -8,6 +8,10 @@ class Context(Protocol):
     @property
     def request_id(self) -> int: ...
     @property
+    def deadline_ns(self) -> int:
+        """The call's deadline in time.monotonic_ns() nanoseconds (the
+        caller's timeout); 0 when the transport carries none (pipe-JSON)."""
+    @property
     def session_id(self) -> Optional[str]: ...
     @property
     def command(self) -> str: ...

@@ -36,7 +36,7 @@ class MessageContext:
     """Context of a call over a message transport (pipe-JSON, ZeroMQ): the
     same surface as the shared-memory one, over private buffers."""
 
-    __slots__ = ("request_id", "session_id", "command", "payload", "body", "output")
+    __slots__ = ("request_id", "session_id", "command", "payload", "body", "output", "deadline_ns")
 
     def __init__(self, request_id: int, session_id: Optional[str], command: str,
                  payload: Any, body: Any = b"") -> None:
@@ -46,6 +46,7 @@ class MessageContext:
         self.payload = memoryview(payload).toreadonly()
         self.body = memoryview(body)
         self.output: Optional[memoryview] = None
+        self.deadline_ns = 0  # message transports carry no deadline
 
     def alloc_output(self, n: int) -> memoryview:
         """A writable buffer of n bytes for the reply's payload."""

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <thread>
 
+#include "ipc/sys.h"
 #include "tests/process_support.h"
 #include "tests/test_support.h"
 
@@ -122,6 +123,37 @@ TEST_P(WorkerTest, ContextCarriesSessionAndRequestIds) {
   EXPECT_TRUE(anon->value().AsMap()["session_id"].IsNull());
   EXPECT_GT(anon->value().AsMap()["request_id"].AsUInt64(),
             r->value().AsMap()["request_id"].AsUInt64());
+}
+
+// Over shm a call that repeats the last one (same command, session and
+// args) reuses its request envelope with the id and deadline rewritten: each
+// call must still carry its own.
+TEST_P(WorkerTest, RepeatedCallsCarryTheirOwnIdAndDeadline) {
+  auto w = start();
+  ASSERT_TRUE(w);
+  uint64_t last_id = 0;
+  const int64_t timeouts_ms[] = {10'000, 20'000, 20'000, 5'000, 5'000, 7'000};
+  for (int i = 0; i < 6; ++i) {
+    const int64_t timeout_ms = timeouts_ms[i];
+    CallOptions co;
+    co.timeout = std::chrono::milliseconds(timeout_ms);
+    const int64_t before = ipc::monotonic_ns();
+    auto r = w->call("deadline", empty_args(), {}, co);
+    const int64_t after = ipc::monotonic_ns();
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    auto m = r->value().AsMap();
+    EXPECT_GT(m["request_id"].AsUInt64(), last_id);
+    last_id = m["request_id"].AsUInt64();
+    if (GetParam() == Transport::shm) {
+      const int64_t deadline = m["deadline_ns"].AsInt64();
+      EXPECT_GE(deadline, before + timeout_ms * 1'000'000) << "timeout " << timeout_ms;
+      EXPECT_LE(deadline, after + timeout_ms * 1'000'000) << "timeout " << timeout_ms;
+    }
+    // Another command in between after the 3rd: the next call is built anew.
+    if (i == 2) {
+      ASSERT_TRUE(w->call("ping").ok());
+    }
+  }
 }
 
 TEST_P(WorkerTest, PayloadsOfManySizesRoundTrip) {

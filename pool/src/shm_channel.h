@@ -9,8 +9,11 @@
 
 #include <atomic>
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "ipc/envelope.h"
 #include "ipc/segment.h"
@@ -63,12 +66,25 @@ class ShmChannel {
 
  private:
   Expected<Reply> await_reply(uint64_t id, int64_t deadline_ns);
+  // Builds the request envelope into fbb_, or reuses the one already there
+  // when only the id and the deadline differ.
+  void build_request(const CallSpec& spec, const std::optional<schema::ArenaRef>& arena_ref,
+                     std::size_t inline_payload);
+  // What fbb_ holds (repeat_ok): its command, session and args, and where
+  // its id and deadline are, to patch for a repeat of the same call.
+  struct LastRequest {
+    bool repeat_ok = false;
+    std::string command, session;
+    std::vector<uint8_t> args;
+    std::size_t id_at = 0, deadline_at = 0;
+  };
   ipc::Segment* segment_;
   uint32_t slot_;
   ipc::FrameRing requests_, responses_;
   ipc::WaitPolicy policy_;
   std::shared_ptr<ArenaHandle> arena_;
   flatbuffers::FlatBufferBuilder fbb_{1024};
+  LastRequest last_;
   ipc::Frame held_{};
   bool holding_ = false;
   const std::atomic<bool>* abandon_ = nullptr;

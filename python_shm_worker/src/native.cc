@@ -742,6 +742,13 @@ PYBIND11_MODULE(_native, m) {
                                c.check();
                                return c.request_id;
                              })
+      .def_property_readonly(
+          "deadline_ns",
+          [](const Context& c) {
+            c.check();
+            return c.deadline_ns;
+          },
+          "The call's deadline in time.monotonic_ns() nanoseconds; 0 if it has none.")
       .def_property_readonly("session_id", &Context::session_id)
       .def_property_readonly("command", &Context::command_name)
       .def_property_readonly("payload", &Context::payload,

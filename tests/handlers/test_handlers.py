@@ -30,6 +30,13 @@ def unsendable(args, ctx):
     return {"s": {1, 2}}
 
 
+@command("deadline")
+def deadline(args, ctx):
+    """The call's deadline and the clock it is on, as the handler sees them."""
+    return {"deadline_ns": ctx.deadline_ns, "now_ns": time.monotonic_ns(),
+            "request_id": ctx.request_id}
+
+
 @command("session")
 def session(args, ctx):
     return {"session_id": ctx.session_id, "request_id": ctx.request_id, "command": ctx.command}
