@@ -156,6 +156,19 @@ TEST_P(WorkerTest, RepeatedCallsCarryTheirOwnIdAndDeadline) {
   }
 }
 
+// Over shm a reply whose result has the last one's length reuses the last
+// reply envelope with the id and result bytes rewritten: each must still
+// carry its own.
+TEST_P(WorkerTest, RepliesOfTheSameLengthCarryTheirOwnContent) {
+  auto w = start();
+  ASSERT_TRUE(w);
+  for (int64_t x : {1, 2, 3, 300, 301, 4, 5}) {  // 300, 301: longer results in between
+    auto r = w->call("types", make_args([&](flexbuffers::Builder& b) { b.Int("x", x); }));
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    EXPECT_EQ(r->value().AsMap()["x"].AsInt64(), x);
+  }
+}
+
 TEST_P(WorkerTest, PayloadsOfManySizesRoundTrip) {
   auto w = start();
   ASSERT_TRUE(w);
