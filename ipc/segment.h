@@ -98,7 +98,8 @@ constexpr uint32_t slot_holder_pid(uint64_t word) { return uint32_t(word >> 8) &
 // | worker_epoch   | owner, +1 per new process  | clients         | release / acquire     | -                                |
 // | progress       | worker, +1 per dispatch    | owner (health)  | relaxed               | stops advancing: stuck           |
 // | calls          | worker, +1 per reply (owner zeroes it for a new worker) | owner (recycling), stats | relaxed | a count may be lost |
-// | counters       | the process that did the work | all (stats)  | relaxed               | a count may be lost              |
+// | checkouts, successes, errors | the slot's holder (one at a time: handed over by the state CAS), by bump() | all (stats) | relaxed | a count may be lost |
+// | restarts, started_ns | owner                | all (stats)     | relaxed               | a count may be lost              |
 // | request ring   | producer: client; consumer: worker |
 // | response ring  | producer: worker; consumer: client |
 // clang-format on
@@ -123,6 +124,13 @@ struct SlotData {
   RingControl response;
 };
 static_assert(std::is_standard_layout_v<SlotData>);
+
+// +1 on a counter that has one writer at a time (a slot's holder: the state
+// word's CAS orders one holder's writes before the next one's): a load and a
+// store instead of a locked read-modify-write on every call.
+inline void bump(std::atomic<uint64_t>& counter) {
+  counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+}
 static_assert(sizeof(SlotData) == 11 * kCacheLine);
 static_assert(offsetof(SlotData, request) == 3 * kCacheLine);
 static_assert(std::atomic<int32_t>::is_always_lock_free);

@@ -14,7 +14,7 @@ bool try_checkout(Segment& seg, uint32_t i, uint64_t owner, uint64_t* word) {
   }
   s.owner.store(owner,
                 std::memory_order_relaxed);  // published by our later checkin / read by the owner
-  s.checkouts.fetch_add(1, std::memory_order_relaxed);
+  bump(s.checkouts);                         // we hold the slot now
   *word = busy;
   return true;
 }

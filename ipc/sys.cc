@@ -23,6 +23,12 @@ int64_t monotonic_ns() {
   return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
+int64_t coarse_monotonic_ns() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return int64_t(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
 FutexResult futex_wait(const std::atomic<uint32_t>* word, uint32_t expected, int64_t deadline_ns) {
   timespec ts{};
   timespec* tsp = nullptr;

@@ -21,6 +21,10 @@ struct SysError {
 
 // CLOCK_MONOTONIC in nanoseconds; system-wide, so usable across processes.
 int64_t monotonic_ns();
+// CLOCK_MONOTONIC_COARSE: the time of the last clock tick, a few ms behind
+// monotonic_ns() (up to 7 ms measured here), for 8 ns instead of 40 ns on a
+// KVM guest. For bookkeeping (last activity), never for deadlines.
+int64_t coarse_monotonic_ns();
 
 enum class FutexResult { woken, timed_out, value_changed };
 

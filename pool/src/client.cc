@@ -131,15 +131,15 @@ struct Client::State : detail::Caller {
     Expected<Reply> r = channel.call(spec);
     if (r.ok()) r->own_payload();
     channel.release_held();
-    sd.last_activity_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
+    sd.last_activity_ns.store(ipc::coarse_monotonic_ns(), std::memory_order_relaxed);
     seg->header().calls.fetch_add(1, std::memory_order_relaxed);
     if (r.ok()) {
-      sd.successes.fetch_add(1, std::memory_order_relaxed);
+      ipc::bump(sd.successes);  // we still hold the slot
       ipc::checkin(*seg, i, co->word);
       record_session(session_id, int32_t(i), false);
       return r;
     }
-    sd.errors.fetch_add(1, std::memory_order_relaxed);
+    ipc::bump(sd.errors);  // we still hold the slot
     const pid_t pid = sd.worker_pid.load(std::memory_order_relaxed);
     if (r.error().type == detail::kPoolNotAvailable) {
       // The owner is gone; its workers follow. Nobody will restart the slot.
