@@ -33,7 +33,6 @@ struct Client::State : detail::Caller {
   // Written once by the watcher (release, then the doorbells are rung);
   // read by callers and their ShmChannels (acquire) when a wait ends.
   std::atomic<bool> owner_dead{false};
-  std::atomic<uint64_t> next_request_id{1};
   int owner_pidfd = -1, stop_fd = -1;
   std::thread watcher;
 
@@ -118,8 +117,9 @@ struct Client::State : detail::Caller {
     }
     const uint32_t i = co->slot;
     ipc::SlotData& sd = seg->slot(i);
+    detail::ShmChannel& channel = *channels[i];
     detail::CallSpec spec;
-    spec.id = next_request_id.fetch_add(1, std::memory_order_relaxed);
+    spec.id = channel.next_request_id();
     spec.session_id = session_id;
     spec.command = command;
     spec.args = args;
@@ -127,7 +127,6 @@ struct Client::State : detail::Caller {
     spec.body = opt.body;
     // The operation timeout starts now: after the checkout wait, if any.
     spec.deadline_ns = (co->waited ? ipc::monotonic_ns() : t0) + ms_to_ns(op_timeout);
-    detail::ShmChannel& channel = *channels[i];
     Expected<Reply> r = channel.call(spec);
     if (r.ok()) r->own_payload();
     channel.release_held();

@@ -80,7 +80,6 @@ struct Pool::State : detail::Caller {
   int64_t started_ns = 0;
   std::atomic<bool> closing{false};
   std::atomic<bool> failing_fast{false};
-  std::atomic<uint64_t> next_request_id{1};
   std::atomic<uint64_t> successes{0}, timeouts{0};
   std::atomic<uint64_t> clients_reclaimed{0};  // slots taken back from dead client processes
   uint64_t stalled_ticket = ipc::kNoTicket;    // supervisor: see ipc::skip_dead_turn
@@ -505,7 +504,7 @@ struct Pool::State : detail::Caller {
       if (!ipc::try_checkout(*seg, i, 0, &word)) continue;
       SlotRuntime& rt = *slots[i];
       detail::CallSpec spec;
-      spec.id = next_request_id.fetch_add(1);
+      spec.id = rt.channel->next_request_id();
       spec.command = "ping";
       spec.deadline_ns =
           ipc::monotonic_ns() + std::min<int64_t>(ms_to_ns(cfg.operation_timeout), 5'000'000'000);
@@ -594,7 +593,7 @@ struct Pool::State : detail::Caller {
     SlotRuntime& rt = *slots[i];
     ipc::SlotData& sd = seg->slot(i);
     detail::CallSpec spec;
-    spec.id = next_request_id.fetch_add(1, std::memory_order_relaxed);
+    spec.id = rt.channel->next_request_id();
     spec.session_id = session_id;
     spec.command = command;
     spec.args = args;

@@ -60,6 +60,10 @@ class ShmChannel {
   // arena one is held by the Reply.
   Expected<Reply> call(const CallSpec& spec);
   void release_held();
+  // The id for the next request on this channel: ids only need to tell this
+  // channel's replies apart. The slot's holder calls it (one at a time), so
+  // callers on other slots share no counter.
+  uint64_t next_request_id() { return next_request_id_++; }
   // A client's "the owner died" flag: once set (and the response doorbell
   // rung), a waiting call ends with resource_error/pool_not_available.
   void set_abandon_flag(const std::atomic<bool>* flag) { abandon_ = flag; }
@@ -85,6 +89,7 @@ class ShmChannel {
   std::shared_ptr<ArenaHandle> arena_;
   flatbuffers::FlatBufferBuilder fbb_{1024};
   LastRequest last_;
+  uint64_t next_request_id_ = 1;
   ipc::Frame held_{};
   bool holding_ = false;
   const std::atomic<bool>* abandon_ = nullptr;
