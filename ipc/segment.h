@@ -27,7 +27,7 @@
 namespace shmpool::ipc {
 
 inline constexpr uint64_t kSegmentMagic = 0x314c4f4f504d4853ull;  // "SHMPOOL1"
-inline constexpr uint32_t kLayoutVersion = 6;
+inline constexpr uint32_t kLayoutVersion = 7;
 inline constexpr std::size_t kMaxNameLength = 64;
 // Name prefix of every shmpool segment in /dev/shm.
 inline constexpr std::string_view kShmPrefix = "shmpool.";
@@ -142,7 +142,7 @@ enum class PoolState : uint32_t { initializing = 0, ready = 1, closing = 2 };
 // | magic..rings_offset, pool_name, sessions_offset | owner at creation | all | plain, before
 // pool_state (release) | - | | pool_state      | owner (ready, closing) | all | release / acquire |
 // stays ready: attachers check owner liveness | | slots_changed   | see Doorbell (ring: checkin,
-// every owner transition) | waiters | see Doorbell | waiter sleeps to its deadline | | calls,
+// every owner transition) | waiters | see Doorbell | waiter sleeps to its deadline | |
 // errors_by_category, checkout_timeouts, session_table_full | any caller | status readers | relaxed
 // RMW / relaxed | a count may be lost | | waiting         | callers (+1 entering a checkout wait,
 // -1 leaving) | owner (demand) | relaxed | stays high: the owner may start one extra overflow
@@ -165,9 +165,9 @@ struct SegmentHeader {
   alignas(kCacheLine) std::atomic<uint32_t> pool_state{0};
   std::atomic<uint32_t> reserved2{0};
   Doorbell slots_changed;  // rung on every slot transition but checkout
-  // Pool-wide counters (relaxed; statistics only).
-  alignas(kCacheLine) std::atomic<uint64_t> calls{0};
-  std::atomic<uint64_t> errors_by_category[8];  // indexed by shmpool::Category
+  // Pool-wide counters (relaxed; statistics only; not written by a call that
+  // succeeds: call_counts() sums the slots' counters).
+  alignas(kCacheLine) std::atomic<uint64_t> errors_by_category[8];  // indexed by shmpool::Category
   std::atomic<uint64_t> checkout_timeouts{0};
   std::atomic<uint64_t> session_table_full{0};
   std::atomic<uint32_t> waiting{0};  // callers waiting for a worker right now

@@ -19,6 +19,15 @@ bool try_checkout(Segment& seg, uint32_t i, uint64_t owner, uint64_t* word) {
   return true;
 }
 
+CallCounts call_counts(const Segment& seg) {
+  CallCounts c;
+  for (uint32_t i = 0; i < seg.slot_count(); ++i) {
+    c.successes += seg.slot(i).successes.load(std::memory_order_relaxed);
+    c.errors += seg.slot(i).errors.load(std::memory_order_relaxed);
+  }
+  return c;
+}
+
 bool checkin(Segment& seg, uint32_t i, uint64_t word) {
   SlotData& s = seg.slot(i);
   uint64_t expected = word;

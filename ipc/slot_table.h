@@ -39,6 +39,13 @@ bool release_as(Segment& seg, uint32_t i, uint64_t word, SlotState to);
 // Returns the new word, or 0 if the slot was in no state of the mask.
 uint64_t set_state(Segment& seg, uint32_t i, uint32_t from_mask, SlotState to);
 
+// Calls served through the pool's slots by every process, from the slots'
+// holder-written counters (no pool-wide counter is written per call).
+struct CallCounts {
+  uint64_t successes = 0, errors = 0;
+};
+CallCounts call_counts(const Segment& seg);
+
 constexpr bool valid_slot_state(SlotState s) { return uint32_t(s) <= uint32_t(SlotState::dead); }
 // The mask bit of a state; 0 for a state byte no shmpool process writes (a
 // worker may scribble anything on its slot).

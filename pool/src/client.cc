@@ -131,7 +131,6 @@ struct Client::State : detail::Caller {
     if (r.ok()) r->own_payload();
     channel.release_held();
     sd.last_activity_ns.store(ipc::coarse_monotonic_ns(), std::memory_order_relaxed);
-    seg->header().calls.fetch_add(1, std::memory_order_relaxed);
     if (r.ok()) {
       ipc::bump(sd.successes);  // we still hold the slot
       ipc::checkin(*seg, i, co->word);

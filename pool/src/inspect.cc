@@ -9,6 +9,7 @@
 
 #include "ipc/segment.h"
 #include "ipc/session_table.h"
+#include "ipc/slot_table.h"
 #include "pool/src/stale_segment.h"
 
 namespace shmpool {
@@ -67,7 +68,8 @@ PoolSnapshot snapshot_of(const ipc::Segment& s) {
   p.arena_blocks_in_use = u.blocks;
   p.arena_pinned_blocks = u.pinned;
   p.uptime_s = std::max(0.0, seconds_since(h.created_ns));
-  p.calls = h.calls.load(std::memory_order_relaxed);
+  const ipc::CallCounts calls = ipc::call_counts(s);
+  p.calls = calls.successes + calls.errors;
   p.checkout_timeouts = h.checkout_timeouts.load(std::memory_order_relaxed);
   p.session_table_full = h.session_table_full.load(std::memory_order_relaxed);
   for (int c = 0; c <= int(Category::config_error); ++c) {

@@ -80,7 +80,7 @@ struct Pool::State : detail::Caller {
   int64_t started_ns = 0;
   std::atomic<bool> closing{false};
   std::atomic<bool> failing_fast{false};
-  std::atomic<uint64_t> successes{0}, timeouts{0};
+  std::atomic<uint64_t> timeouts{0};
   std::atomic<uint64_t> clients_reclaimed{0};  // slots taken back from dead client processes
   uint64_t stalled_ticket = ipc::kNoTicket;    // supervisor: see ipc::skip_dead_turn
   LatencyHistogram latency;
@@ -620,8 +620,6 @@ struct Pool::State : detail::Caller {
         ipc::checkin(*seg, i, co->word);
       }
       record_session(session_id, int32_t(i), false);
-      successes.fetch_add(1, std::memory_order_relaxed);
-      seg->header().calls.fetch_add(1, std::memory_order_relaxed);
       if (timed) latency.add(t1 - t0);
       return r;
     }
@@ -643,7 +641,6 @@ struct Pool::State : detail::Caller {
       ipc::checkin(*seg, i, co->word);
     }
     record_session(session_id, int32_t(i), true);
-    seg->header().calls.fetch_add(1, std::memory_order_relaxed);
     latency.add(t1 - t0);
     return count(std::move(e));
   }
@@ -900,8 +897,9 @@ PoolStatus Pool::status() const {
   st.shutting_down = s.closing.load();
   const ipc::SegmentHeader& h = s.seg->header();
   st.queue_length = h.waiting.load(std::memory_order_acquire);  // pairs with Caller::checkout
-  st.calls = h.calls.load(std::memory_order_relaxed);
-  st.successes = s.successes.load(std::memory_order_relaxed);
+  const ipc::CallCounts calls = ipc::call_counts(*s.seg);
+  st.calls = calls.successes + calls.errors;
+  st.successes = calls.successes;
   st.timeouts = s.timeouts.load(std::memory_order_relaxed);
   st.checkout_timeouts = h.checkout_timeouts.load(std::memory_order_relaxed);
   st.session_table_full = h.session_table_full.load(std::memory_order_relaxed);

@@ -136,6 +136,7 @@ struct PoolStatus {
   uint32_t queue_length = 0;  // callers waiting for a worker
   double uptime_s = 0;
   uint32_t active_sessions = 0;
+  // calls and successes: by every process using the pool (its Clients too).
   uint64_t calls = 0, successes = 0, timeouts = 0, checkout_timeouts = 0;
   uint64_t session_table_full = 0;
   uint64_t reclaimed_from_dead_clients = 0;  // slots taken back from client processes that died
