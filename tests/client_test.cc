@@ -180,8 +180,9 @@ TEST_F(ClientTest, AClientKilledMidCallLosesItsWorkerAndTheOthersGoOn) {
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - killed).count();
   ASSERT_TRUE(back) << "the dead client's slot never came back";
+  // (Printed, not asserted: a test states no wall-clock bound. The wait's
+  // own deadline is the limit.)
   std::printf("slot back %.1f ms after its client was killed\n", ms);
-  EXPECT_LT(ms, 1000.0);
   EXPECT_EQ(other.read_line(), "OK 50");
   EXPECT_TRUE(exited_zero(other.wait()));
   const PoolStatus st = (*pool)->status();

@@ -56,7 +56,7 @@ TEST_F(FaultsTest, EveryWayOfDyingDuringACallIsAWorkerErrorAndTheNextCallSucceed
   EXPECT_EQ(pool.status().workers[0].restarts, 3u);
 }
 
-TEST_F(FaultsTest, SigkillDuringACallIsReportedWithinMilliseconds) {
+TEST_F(FaultsTest, SigkillDuringACallIsReportedAsACrashNotATimeout) {
   std::mutex mu;
   std::condition_variable cv;
   int blocking = 0;
@@ -92,7 +92,8 @@ TEST_F(FaultsTest, SigkillDuringACallIsReportedWithinMilliseconds) {
   std::sort(latencies_ms.begin(), latencies_ms.end());
   std::printf("kill-to-error latency over %zu cycles: p50 %.2f ms, max %.2f ms\n",
               latencies_ms.size(), latencies_ms[latencies_ms.size() / 2], latencies_ms.back());
-  EXPECT_LT(latencies_ms.back(), 1000.0) << "generous bound; the figure is printed above";
+  // worker_crashed, not operation_timeout, is the proof the death was seen
+  // at once; the latency is printed, never asserted (no wall-clock bounds).
 }
 
 TEST_F(FaultsTest, TwoHundredCrashCyclesLoseNothingAndLeakNothing) {

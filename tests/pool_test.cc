@@ -616,8 +616,8 @@ TEST_F(PoolTest, WorkersDieWithTheirOwnerAndANewOwnerReclaimsTheName) {
   ASSERT_TRUE(gone1 && gone2) << "orphaned workers still running";
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - killed).count();
+  // (Printed, not asserted: a test states no wall-clock bound.)
   std::printf("workers gone %.1f ms after their owner was killed\n", ms);
-  EXPECT_LT(ms, 1000.0);
   // The dead owner's segment is still there; a new owner reclaims the name.
   PoolConfig c = config("unused", 1);
   c.name = name;
