@@ -28,7 +28,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     int64_t budget = int64_t(buf.size()) + 16;
     py::object value =
         flex_to_py(flexbuffers::GetRoot(buf.data(), buf.size()), buf.data() + buf.size(), &budget);
-    ipc::FlexWriter b;
+    shmpool::ipc::FlexWriter b;
     py_to_flex(b, value);
     b.Finish();
     if (!flexbuffers::VerifyBuffer(b.data(), b.size())) __builtin_trap();
