@@ -202,18 +202,33 @@ shmpool::Expected<shmpool::Reply> call_on(int64_t transport, std::string_view co
 
 Transport transport_of(const benchmark::State& state) { return Transport(state.range(0)); }
 
-// Times each call; verifies it with `check`; reports p50/p99 (us).
-template <class Call>
-void timed_calls(benchmark::State& state, Call&& call, int64_t idle_us = 0) {
+bool fail(benchmark::State& state, const shmpool::Error& e);
+
+// Times each call (`call` returns the reply), then checks the reply outside
+// the timed region (`check` says what is wrong with it, or nullptr); reports
+// p50/p99/p99.9 (us). idle_us > 0: idles that long before each call.
+template <class Call, class Check>
+void timed_calls(benchmark::State& state, Call&& call, Check&& check, int64_t idle_us = 0) {
   std::vector<double> lat;
   lat.reserve(1 << 16);
-  if (!call()) return;  // warm-up (imports, first touch of pages): not timed
+  // Warm-up (imports, first touch of pages): not timed.
+  if (auto r = call(); !r.ok()) {
+    fail(state, r.error());
+    return;
+  }
   for (auto _ : state) {
     if (idle_us) std::this_thread::sleep_for(std::chrono::microseconds(idle_us));
     auto t0 = Clock::now();
-    bool ok = call();
+    auto r = call();
     auto t1 = Clock::now();
-    if (!ok) return;  // call() already reported SkipWithError
+    if (!r.ok()) {
+      fail(state, r.error());
+      return;
+    }
+    if (const char* wrong = check(*r)) {
+      fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", wrong));
+      return;
+    }
     double s = std::chrono::duration<double>(t1 - t0).count();
     state.SetIterationTime(s);
     lat.push_back(s * 1e6);
@@ -228,31 +243,23 @@ void timed_calls(benchmark::State& state, Call&& call, int64_t idle_us = 0) {
   state.counters["p999_us"] = pct(0.999);
 }
 
+const char* pong(const shmpool::Reply& r) {
+  return r.value().AsMap()["pong"].AsBool() ? nullptr : "no pong";
+}
+
 bool fail(benchmark::State& state, const shmpool::Error& e) {
   state.SkipWithError(e.to_string().c_str());
   return false;
 }
 
 void BM_Ping(benchmark::State& state) {
-  timed_calls(state, [&] {
-    auto r = call_on(state.range(0), "ping");
-    if (!r.ok()) return fail(state, r.error());
-    if (!r->value().AsMap()["pong"].AsBool())
-      return fail(state,
-                  shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", "no pong"));
-    return true;
-  });
+  timed_calls(
+      state, [&] { return call_on(state.range(0), "ping"); }, pong);
 }
 
 void BM_PingCold(benchmark::State& state) {
   timed_calls(
-      state,
-      [&] {
-        auto r = call_on(state.range(0), "ping");
-        if (!r.ok()) return fail(state, r.error());
-        return r->value().AsMap()["pong"].AsBool();
-      },
-      1000);
+      state, [&] { return call_on(state.range(0), "ping"); }, pong, 1000);
 }
 
 // The small-args case: 5 fields of mixed types.
@@ -272,14 +279,9 @@ shmpool::Args small_args_map() {
 void small_args(benchmark::State& state, int64_t idle_us) {
   const shmpool::Args args = small_args_map();
   timed_calls(
-      state,
-      [&] {
-        auto r = call_on(state.range(0), "echo", args);
-        if (!r.ok()) return fail(state, r.error());
-        if (r->value().AsMap()["id"].AsInt64() != 42)
-          return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply",
-                                                 "echo mismatch"));
-        return true;
+      state, [&] { return call_on(state.range(0), "echo", args); },
+      [](const shmpool::Reply& r) {
+        return r.value().AsMap()["id"].AsInt64() == 42 ? nullptr : "echo mismatch";
       },
       idle_us);
 }
@@ -293,14 +295,9 @@ void payload_to_python(benchmark::State& state, int64_t idle_us) {
   const size_t n = size_t(state.range(1));
   std::vector<uint8_t> payload(n, 0x5a);
   timed_calls(
-      state,
-      [&] {
-        auto r = call_on(state.range(0), "ack", shmpool::empty_args(), payload);
-        if (!r.ok()) return fail(state, r.error());
-        if (r->value().AsMap()["bytes"].AsUInt64() != n)
-          return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply",
-                                                 "wrong length"));
-        return true;
+      state, [&] { return call_on(state.range(0), "ack", shmpool::empty_args(), payload); },
+      [&](const shmpool::Reply& r) {
+        return r.value().AsMap()["bytes"].AsUInt64() == n ? nullptr : "wrong length";
       },
       idle_us);
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n));
@@ -314,14 +311,12 @@ void BM_PayloadToPythonCold(benchmark::State& state) { payload_to_python(state, 
 void BM_PayloadEcho(benchmark::State& state) {
   const size_t n = size_t(state.range(1));
   std::vector<uint8_t> payload(n, 0x5a);
-  timed_calls(state, [&] {
-    auto r = call_on(state.range(0), "echo", shmpool::empty_args(), payload);
-    if (!r.ok()) return fail(state, r.error());
-    if (r->payload().size() != n || (n && r->payload()[n - 1] != 0x5a))
-      return fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply",
-                                             "echo mismatch"));
-    return true;
-  });
+  timed_calls(
+      state, [&] { return call_on(state.range(0), "echo", shmpool::empty_args(), payload); },
+      [&](const shmpool::Reply& r) {
+        return r.payload().size() == n && (n == 0 || r.payload()[n - 1] == 0x5a) ? nullptr
+                                                                                 : "echo mismatch";
+      });
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n) * 2);
 }
 
@@ -610,22 +605,16 @@ shmpool::Expected<shmpool::Reply> pool_ping(int64_t transport, int thread_index 
 // One caller, pool of 2: the round trip including checkout and checkin.
 void BM_PoolPing(benchmark::State& state) {
   const int64_t t = state.range(0);
-  timed_calls(state, [&] {
-    auto r = pool_ping(t);
-    if (!r.ok()) return fail(state, r.error());
-    return r->value().AsMap()["pong"].AsBool();
-  });
+  timed_calls(
+      state, [&] { return pool_ping(t); }, pong);
 }
 
 // BM_PoolPing's call from a second process: checkout, rings and checkin
 // through the shared segment alone.
 void BM_ClientPing(benchmark::State& state) {
   shmpool::Client& client = *served_pool().client;
-  timed_calls(state, [&] {
-    auto r = client.execute_anonymous("ping");
-    if (!r.ok()) return fail(state, r.error());
-    return r->value().AsMap()["pong"].AsBool();
-  });
+  timed_calls(
+      state, [&] { return client.execute_anonymous("ping"); }, pong);
 }
 
 // N caller threads on a pool of 2 workers, each timing its calls: calls/s
@@ -671,10 +660,7 @@ void pool_calls(benchmark::State& state, Call&& call, Check&& check, int64_t idl
 void BM_PoolThroughput(benchmark::State& state) {
   const int64_t t = state.range(0);
   pool_calls(
-      state, [&] { return pool_ping(t, state.thread_index()); },
-      [](const shmpool::Reply& r) {
-        return r.value().AsMap()["pong"].AsBool() ? nullptr : "no pong";
-      });
+      state, [&] { return pool_ping(t, state.thread_index()); }, pong);
 }
 
 // The other cases under 1/4/16 callers: payload:0 is the small-args echo,
@@ -684,11 +670,7 @@ void pool_case(benchmark::State& state, int64_t idle_us) {
   const int64_t t = state.range(0);
   if (state.range(1) < 0) {
     pool_calls(
-        state, [&] { return pool_ping(t, state.thread_index()); },
-        [](const shmpool::Reply& r) {
-          return r.value().AsMap()["pong"].AsBool() ? nullptr : "no pong";
-        },
-        idle_us);
+        state, [&] { return pool_ping(t, state.thread_index()); }, pong, idle_us);
     return;
   }
   const size_t n = size_t(state.range(1));
