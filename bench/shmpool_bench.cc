@@ -22,6 +22,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -204,17 +205,22 @@ Transport transport_of(const benchmark::State& state) { return Transport(state.r
 
 bool fail(benchmark::State& state, const shmpool::Error& e);
 
-// Times each call (`call` returns the reply), then checks the reply outside
-// the timed region (`check` says what is wrong with it, or nullptr); reports
-// p50/p99/p99.9 (us). idle_us > 0: idles that long before each call.
+// The benchmark loop of every timed case: idles idle_us before each call
+// (cold calls), times each call (`call` returns the reply), then checks the
+// reply outside the timed region (`check` says what is wrong with it, or
+// nullptr). Returns each call's latency in us, or nullopt after a failure
+// (reported to `state`). manual_time: the iteration time is the call's.
 template <class Call, class Check>
-void timed_calls(benchmark::State& state, Call&& call, Check&& check, int64_t idle_us = 0) {
+std::optional<std::vector<double>> time_each_call(benchmark::State& state, Call&& call,
+                                                  Check&& check, int64_t idle_us,
+                                                  bool manual_time) {
   std::vector<double> lat;
   lat.reserve(1 << 16);
-  // Warm-up (imports, first touch of pages): not timed.
+  // Warm-up, not timed: imports, first touch of pages, a pool's start, a
+  // thread's ZeroMQ socket.
   if (auto r = call(); !r.ok()) {
     fail(state, r.error());
-    return;
+    return std::nullopt;
   }
   for (auto _ : state) {
     if (idle_us) std::this_thread::sleep_for(std::chrono::microseconds(idle_us));
@@ -223,20 +229,27 @@ void timed_calls(benchmark::State& state, Call&& call, Check&& check, int64_t id
     auto t1 = Clock::now();
     if (!r.ok()) {
       fail(state, r.error());
-      return;
+      return std::nullopt;
     }
     if (const char* wrong = check(*r)) {
       fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", wrong));
-      return;
+      return std::nullopt;
     }
-    double s = std::chrono::duration<double>(t1 - t0).count();
-    state.SetIterationTime(s);
+    const double s = std::chrono::duration<double>(t1 - t0).count();
+    if (manual_time) state.SetIterationTime(s);
     lat.push_back(s * 1e6);
   }
-  if (lat.empty()) return;
   std::sort(lat.begin(), lat.end());
+  return lat;
+}
+
+// One caller: reports p50/p99/p99.9 (us) of its calls.
+template <class Call, class Check>
+void timed_calls(benchmark::State& state, Call&& call, Check&& check, int64_t idle_us = 0) {
+  auto lat = time_each_call(state, call, check, idle_us, true);
+  if (!lat || lat->empty()) return;
   auto pct = [&](double p) {
-    return lat[std::min(lat.size() - 1, size_t(p * double(lat.size())))];
+    return (*lat)[std::min(lat->size() - 1, size_t(p * double(lat->size())))];
   };
   state.counters["p50_us"] = pct(0.50);
   state.counters["p99_us"] = pct(0.99);
@@ -623,38 +636,17 @@ void BM_ClientPing(benchmark::State& state) {
 // idle_us > 0: each thread idles that long before each call (cold calls).
 template <class Call, class Check>
 void pool_calls(benchmark::State& state, Call&& call, Check&& check, int64_t idle_us = 0) {
-  std::vector<double> lat;
-  lat.reserve(1 << 16);
-  // Warm-up, not timed: starts the pool on first use and this thread's
-  // ZeroMQ socket.
-  if (auto r = call(); !r.ok()) {
-    fail(state, r.error());
-    return;
-  }
-  for (auto _ : state) {
-    if (idle_us) std::this_thread::sleep_for(std::chrono::microseconds(idle_us));
-    auto t0 = Clock::now();
-    auto r = call();
-    auto t1 = Clock::now();
-    if (!r.ok()) {
-      fail(state, r.error());
-      return;
-    }
-    if (const char* wrong = check(*r)) {
-      fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply", wrong));
-      return;
-    }
-    lat.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
-  }
+  auto lat = time_each_call(state, call, check, idle_us, false);
+  if (!lat) return;
   state.SetItemsProcessed(int64_t(state.iterations()));
-  if (lat.empty()) return;
-  std::sort(lat.begin(), lat.end());
-  state.counters["p50_us"] =
-      benchmark::Counter(lat[lat.size() / 2], benchmark::Counter::kAvgThreads);
-  state.counters["p99_us"] = benchmark::Counter(
-      lat[std::min(lat.size() - 1, lat.size() * 99 / 100)], benchmark::Counter::kAvgThreads);
-  state.counters["p999_us"] = benchmark::Counter(
-      lat[std::min(lat.size() - 1, lat.size() * 999 / 1000)], benchmark::Counter::kAvgThreads);
+  if (lat->empty()) return;
+  auto pct = [&](size_t per_mille) {
+    return benchmark::Counter((*lat)[std::min(lat->size() - 1, lat->size() * per_mille / 1000)],
+                              benchmark::Counter::kAvgThreads);
+  };
+  state.counters["p50_us"] = pct(500);
+  state.counters["p99_us"] = pct(990);
+  state.counters["p999_us"] = pct(999);
 }
 
 void BM_PoolThroughput(benchmark::State& state) {
