@@ -283,6 +283,22 @@ TEST_F(CliTest, ServeRunsAPoolFromAConfigFileUntilSigterm) {
   }
 }
 
+// The benchmark read serve's ready line and closed the pipe; serve then died
+// of SIGPIPE writing "shutting down" and left its segment in /dev/shm.
+TEST_F(CliTest, ServeWithItsStdoutClosedStillRemovesItsSegment) {
+  const std::string name = unique_name("pipe");
+  test::Child s = serve({"--name", name, "--size", "1"});
+  const std::string first_line = s.read_line();
+  ASSERT_GT(s.pid, 0);
+  ASSERT_NE(first_line.find("serving pool " + name), std::string::npos) << first_line;
+  std::fclose(s.out);  // nobody reads its stdout any more
+  s.out = nullptr;
+  ASSERT_EQ(::kill(s.pid, SIGTERM), 0);
+  const int status = s.wait();
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_NE(::access(("/dev/shm/shmpool." + name).c_str(), F_OK), 0) << "segment removed";
+}
+
 TEST_F(CliTest, ADeadOwnerIsListedAsDeadAndGcRemovesItsSegment) {
   const std::string name = unique_name("gc");
   test::Child s = serve({"--name", name, "--size", "2", "--handlers", SHMPOOL_TEST_HANDLERS});

@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -330,6 +331,11 @@ int serve(ServeOptions o) {
   o.config.startup_timeout = ms(o.startup_timeout_s);
   o.config.health_check_interval = ms(o.health_check_s);
   o.config.session_ttl = ms(o.session_ttl_s);
+  // A closed stdout (`shmpool serve | head -1`, a parent that read the
+  // ready line and closed its pipe) must not kill the pool by SIGPIPE at its
+  // "shutting down" line, before it removes its segment. Workers get the
+  // default back when they are spawned.
+  std::signal(SIGPIPE, SIG_IGN);
   // Block the stop signals before any thread starts, then wait for one.
   sigset_t stop;
   sigemptyset(&stop);
