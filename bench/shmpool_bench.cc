@@ -256,8 +256,19 @@ void timed_calls(benchmark::State& state, Call&& call, Check&& check, int64_t id
   state.counters["p999_us"] = pct(0.999);
 }
 
+// The checks of the replies the cases expect (nullptr: as expected).
 const char* pong(const shmpool::Reply& r) {
   return r.value().AsMap()["pong"].AsBool() ? nullptr : "no pong";
+}
+// The small-args map (small_args_map()) echoed back.
+const char* small_args_echoed(const shmpool::Reply& r) {
+  return r.value().AsMap()["id"].AsInt64() == 42 ? nullptr : "echo mismatch";
+}
+// An `ack` of an n-byte payload.
+auto acked(size_t n) {
+  return [n](const shmpool::Reply& r) -> const char* {
+    return r.value().AsMap()["bytes"].AsUInt64() == n ? nullptr : "wrong length";
+  };
 }
 
 bool fail(benchmark::State& state, const shmpool::Error& e) {
@@ -292,11 +303,7 @@ shmpool::Args small_args_map() {
 void small_args(benchmark::State& state, int64_t idle_us) {
   const shmpool::Args args = small_args_map();
   timed_calls(
-      state, [&] { return call_on(state.range(0), "echo", args); },
-      [](const shmpool::Reply& r) {
-        return r.value().AsMap()["id"].AsInt64() == 42 ? nullptr : "echo mismatch";
-      },
-      idle_us);
+      state, [&] { return call_on(state.range(0), "echo", args); }, small_args_echoed, idle_us);
 }
 
 void BM_SmallArgs(benchmark::State& state) { small_args(state, 0); }
@@ -309,10 +316,7 @@ void payload_to_python(benchmark::State& state, int64_t idle_us) {
   std::vector<uint8_t> payload(n, 0x5a);
   timed_calls(
       state, [&] { return call_on(state.range(0), "ack", shmpool::empty_args(), payload); },
-      [&](const shmpool::Reply& r) {
-        return r.value().AsMap()["bytes"].AsUInt64() == n ? nullptr : "wrong length";
-      },
-      idle_us);
+      acked(n), idle_us);
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n));
 }
 
@@ -669,10 +673,7 @@ void pool_case(benchmark::State& state, int64_t idle_us) {
   if (n == 0) {
     const shmpool::Args args = small_args_map();
     pool_calls(
-        state, [&] { return pool_call(t, state.thread_index(), "echo", args); },
-        [](const shmpool::Reply& r) {
-          return r.value().AsMap()["id"].AsInt64() == 42 ? nullptr : "echo mismatch";
-        },
+        state, [&] { return pool_call(t, state.thread_index(), "echo", args); }, small_args_echoed,
         idle_us);
     return;
   }
@@ -680,10 +681,7 @@ void pool_case(benchmark::State& state, int64_t idle_us) {
   pool_calls(
       state,
       [&] { return pool_call(t, state.thread_index(), "ack", shmpool::empty_args(), payload); },
-      [&](const shmpool::Reply& r) {
-        return r.value().AsMap()["bytes"].AsUInt64() == n ? nullptr : "wrong length";
-      },
-      idle_us);
+      acked(n), idle_us);
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n));
 }
 
