@@ -104,5 +104,64 @@ TEST(Envelope, TruncatedEnvelopeIsCorrupt) {
   }
 }
 
+std::vector<uint8_t> pong_envelope(uint64_t id) {
+  flatbuffers::FlatBufferBuilder fbb;
+  flexbuffers::Builder flex;
+  flex.Map([&] { flex.Bool("pong", true); });
+  flex.Finish();
+  fbb.Finish(schema::CreateResponseDirect(fbb, id, schema::Status::Ok, &flex.GetBuffer()));
+  return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
+}
+
+// A frame whose body is `env` (copied into `storage`, 8-aligned).
+Frame frame_of(const std::vector<uint8_t>& env, std::vector<uint64_t>* storage) {
+  storage->assign(env.size() / 8 + 1, 0);
+  std::memcpy(storage->data(), env.data(), env.size());
+  Frame f;
+  f.body = reinterpret_cast<const uint8_t*>(storage->data());
+  f.body_length = uint32_t(env.size());
+  f.envelope_length = uint32_t(env.size());
+  return f;
+}
+
+TEST(Envelope, ARepeatedReplyIsReadWithItsOwnId) {
+  ResponseMemo memo;
+  std::vector<uint64_t> storage;
+  for (uint64_t id : {5u, 6u, 7u}) {
+    std::vector<uint8_t> copy;
+    ResponseView v;
+    ASSERT_EQ(read_response(frame_of(pong_envelope(id), &storage), &copy, &v, &memo), Errc::ok);
+    EXPECT_EQ(v.response->id(), id);
+    EXPECT_TRUE(v.response->result_flexbuffer_root().AsMap()["pong"].AsBool());
+    EXPECT_NE(memo.id_at, 0u) << "a small reply with an id is remembered";
+  }
+}
+
+// The memo must never accept what the Verifier rejects: every byte of a
+// remembered reply (its id's aside) changed to several values reads the
+// same with the memo as without it.
+TEST(Envelope, TheReplyMemoAgreesWithTheVerifier) {
+  const std::vector<uint8_t> good = pong_envelope(5);
+  std::vector<uint64_t> storage;
+  int rejected = 0;
+  for (size_t at = 0; at < good.size(); ++at) {
+    for (uint8_t value : {uint8_t(0), uint8_t(1), uint8_t(0x7f), uint8_t(0xff)}) {
+      ResponseMemo memo;
+      std::vector<uint8_t> copy;
+      ResponseView v;
+      ASSERT_EQ(read_response(frame_of(good, &storage), &copy, &v, &memo), Errc::ok);
+      if (at >= memo.id_at && at < memo.id_at + 8) continue;
+      std::vector<uint8_t> bad = good;
+      if (bad[at] == value) continue;
+      bad[at] = value;
+      const Frame f = frame_of(bad, &storage);
+      const Errc without = read_response(f, &copy, &v);
+      EXPECT_EQ(read_response(f, &copy, &v, &memo), without) << "byte " << at << " = " << +value;
+      rejected += without == Errc::corrupt;
+    }
+  }
+  EXPECT_GT(rejected, 0) << "some changes must break the envelope";
+}
+
 }  // namespace
 }  // namespace shmpool::ipc

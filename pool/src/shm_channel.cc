@@ -189,7 +189,7 @@ Expected<Reply> ShmChannel::await_reply(uint64_t id, int64_t deadline_ns) {
     Reply::Parts parts;
     parts.storage = take_envelope_buffer();
     ipc::ResponseView view;
-    if (ipc::read_response(frame, &parts.storage, &view) != ipc::Errc::ok) {
+    if (ipc::read_response(frame, &parts.storage, &view, &reply_memo_) != ipc::Errc::ok) {
       responses_.release(frame);
       return make_error(Category::protocol_error, "invalid_response",
                         "response envelope failed verification");

@@ -1,7 +1,8 @@
 // libFuzzer target: both sides' envelope readers on hostile frames. The input
 // is a frame body: the worker's read_request (verified in place) and the
-// host's read_response (copied, then verified) must reject anything
-// malformed and bound every payload inside the frame.
+// host's read_response (copied, then verified, or found in its memo of the
+// last verified reply) must reject anything malformed and bound every
+// payload inside the frame.
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -36,9 +37,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                 rv.payload.data() + rv.payload.size() > body.data() + body.size()))
       __builtin_trap();
   }
-  std::vector<uint8_t> copy;
-  ResponseView view;
-  if (read_response(frame, &copy, &view) == Errc::ok) {
+  // One memo across inputs, as a channel keeps it across replies: an input
+  // must not pass for a verified envelope it does not repeat. Each input is
+  // read with and without it, and both readings must agree.
+  static ResponseMemo memo;
+  std::vector<uint8_t> copy, copy2;
+  ResponseView view, view2;
+  const Errc plain = read_response(frame, &copy2, &view2);
+  if (read_response(frame, &copy, &view, &memo) != plain) __builtin_trap();
+  if (plain == Errc::ok) {
     const auto* r = view.response;
     volatile uint64_t sink = r->id();
     if (r->result()) sink = sink + r->result_flexbuffer_root().ToString().size();
