@@ -56,6 +56,12 @@ TEST_P(WorkerTest, BuiltInCommands) {
   auto echo = w->call("echo", make_args([](flexbuffers::Builder& b) { b.String("s", "hi"); }));
   ASSERT_TRUE(echo.ok());
   EXPECT_EQ(echo->json(), R"({"s":"hi"})");
+  // An empty map (left out of the request) and no args at all: an empty dict.
+  for (const Args& none : {empty_args(), Args{}}) {
+    auto empty = w->call("echo", none);
+    ASSERT_TRUE(empty.ok()) << empty.error().to_string();
+    EXPECT_EQ(empty->json(), "{}");
+  }
 
   std::vector<uint8_t> data = {1, 2, 3, 250};
   auto ack = w->call("ack", empty_args(), data);

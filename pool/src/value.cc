@@ -18,7 +18,7 @@ Args make_args(const std::function<void(flexbuffers::Builder&)>& fill_map) {
   return b.GetBuffer();
 }
 
-Args empty_args() {
+const Args& empty_args() {
   static const Args empty = make_args([](flexbuffers::Builder&) {});
   return empty;
 }

@@ -20,8 +20,9 @@ using Args = std::vector<uint8_t>;
 
 // Builds a map: make_args([](flexbuffers::Builder& b) { b.Int("x", 1); }).
 Args make_args(const std::function<void(flexbuffers::Builder&)>& fill_map);
-// An empty map.
-Args empty_args();
+// An empty map: one shared buffer, so a call that passes it (the default)
+// allocates nothing. Requests leave it out; the handler gets an empty dict.
+const Args& empty_args();
 // JSON text -> FlexBuffer. {"__bytes__": "<base64>"} becomes bytes.
 // config_error/invalid_json on bad input.
 Expected<Args> args_from_json(std::string_view json);
