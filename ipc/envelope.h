@@ -53,35 +53,42 @@ inline schema::PayloadRef payload_ref_for(uint64_t n) {
   return schema::PayloadRef(payload_offset_for(n), n);
 }
 
+// The last small envelope a reader verified, to recognise a repeat: an
+// envelope whose bytes equal it but for its id (and a request's deadline)
+// has passed the same checks (the Verifier looks at a scalar's place, never
+// at its value), so it is not verified again. Calls and replies that repeat
+// (a ping, an ack, a poll with the same args) then skip the Verifier: ~70 ns
+// of a 56-byte reply's ~1.2 us round trip.
+struct EnvelopeMemo {
+  static constexpr std::size_t kMaxBytes = 256;  // larger ones rarely repeat
+  std::vector<uint8_t> bytes;                    // a verified envelope
+  // Where its 8-byte scalars that may differ are; 0: none (offset 0 holds
+  // the root offset, never a field). No memo while `bytes` is empty.
+  std::size_t skip[2] = {0, 0};
+  std::vector<uint8_t> copy;  // read_request: the current request's private copy
+};
+
 struct RequestView {
   const schema::Request* request = nullptr;
   std::span<const uint8_t> payload;  // in the frame; valid until the frame is released
 };
 
-// Worker side: verifies the envelope in place and resolves the payload.
-// Errc::corrupt on any failed check.
-Errc read_request(const Frame& frame, RequestView* out);
+// Worker side: verifies the envelope and resolves the payload. Errc::corrupt
+// on any failed check. Without a memo it verifies the envelope in place;
+// with one, a small envelope is copied into memo->copy first, and the copy
+// is verified (or found in the memo, which is then updated) and read: the
+// client can no longer change what the worker reads after the check.
+Errc read_request(const Frame& frame, RequestView* out, EnvelopeMemo* memo = nullptr);
 
 struct ResponseView {
   const schema::Response* response = nullptr;  // points into *envelope_copy
   std::span<const uint8_t> payload;            // in the frame; valid until released
 };
 
-// The last small response envelope a reader verified, to recognise a repeat:
-// an envelope whose bytes equal it but for the id has passed the same checks
-// (the Verifier looks at the id's place, never at its value), so it is not
-// verified again. Replies that repeat (a ping's, an ack's, a status) then
-// skip the Verifier, ~70 ns of a 56-byte reply's ~1.5 us round trip.
-struct ResponseMemo {
-  static constexpr std::size_t kMaxBytes = 256;  // larger ones rarely repeat
-  std::vector<uint8_t> bytes;                    // a verified envelope
-  std::size_t id_at = 0;                         // where its id is; 0: no memo
-};
-
 // Host side: copies the envelope into *envelope_copy, verifies the copy
 // (or finds it in *memo, which it then updates), resolves the payload in
 // the frame. Errc::corrupt on any failed check.
 Errc read_response(const Frame& frame, std::vector<uint8_t>* envelope_copy, ResponseView* out,
-                   ResponseMemo* memo = nullptr);
+                   EnvelopeMemo* memo = nullptr);
 
 }  // namespace shmpool::ipc

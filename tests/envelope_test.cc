@@ -124,8 +124,17 @@ Frame frame_of(const std::vector<uint8_t>& env, std::vector<uint64_t>* storage) 
   return f;
 }
 
+// The 8-byte scalars a memo lets differ, as a mask over the envelope.
+std::vector<bool> skipped(const EnvelopeMemo& memo, size_t n) {
+  std::vector<bool> m(n);
+  for (size_t at : memo.skip) {
+    for (size_t k = 0; at != 0 && k < 8; ++k) m[at + k] = true;
+  }
+  return m;
+}
+
 TEST(Envelope, ARepeatedReplyIsReadWithItsOwnId) {
-  ResponseMemo memo;
+  EnvelopeMemo memo;
   std::vector<uint64_t> storage;
   for (uint64_t id : {5u, 6u, 7u}) {
     std::vector<uint8_t> copy;
@@ -133,34 +142,99 @@ TEST(Envelope, ARepeatedReplyIsReadWithItsOwnId) {
     ASSERT_EQ(read_response(frame_of(pong_envelope(id), &storage), &copy, &v, &memo), Errc::ok);
     EXPECT_EQ(v.response->id(), id);
     EXPECT_TRUE(v.response->result_flexbuffer_root().AsMap()["pong"].AsBool());
-    EXPECT_NE(memo.id_at, 0u) << "a small reply with an id is remembered";
+    EXPECT_FALSE(memo.bytes.empty()) << "a small reply is remembered";
   }
 }
 
-// The memo must never accept what the Verifier rejects: every byte of a
-// remembered reply (its id's aside) changed to several values reads the
-// same with the memo as without it.
-TEST(Envelope, TheReplyMemoAgreesWithTheVerifier) {
-  const std::vector<uint8_t> good = pong_envelope(5);
+TEST(Envelope, ARepeatedRequestIsReadWithItsOwnIdAndDeadline) {
+  EnvelopeMemo memo;
+  std::vector<uint64_t> storage;
+  for (int64_t k : {1, 2, 3}) {
+    flatbuffers::FlatBufferBuilder fbb;
+    auto cmd = fbb.CreateString("ping");
+    schema::RequestBuilder rb(fbb);
+    rb.add_id(uint64_t(k));
+    rb.add_command(cmd);
+    rb.add_deadline_mono_ns(1000 * k);
+    fbb.Finish(rb.Finish());
+    const std::vector<uint8_t> env(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+    RequestView v;
+    const Frame f = frame_of(env, &storage);
+    ASSERT_EQ(read_request(f, &v, &memo), Errc::ok);
+    EXPECT_EQ(v.request->id(), uint64_t(k));
+    EXPECT_EQ(v.request->deadline_mono_ns(), 1000 * k);
+    EXPECT_EQ(v.request->command()->str(), "ping");
+    const auto* at = reinterpret_cast<const uint8_t*>(v.request);
+    EXPECT_TRUE(at < f.body || at >= f.body + f.body_length) << "read from the private copy";
+    EXPECT_NE(memo.skip[0], 0u);
+    EXPECT_NE(memo.skip[1], 0u);
+  }
+}
+
+// A crafted envelope whose skipped scalars share bytes with other fields
+// verifies, but a memo of it could accept what the Verifier would not: it
+// is not remembered.
+TEST(Envelope, AnEnvelopeWhoseIdOverlapsAnotherFieldIsNotRemembered) {
+  flatbuffers::FlatBufferBuilder fbb;
+  auto cmd = fbb.CreateString("ping");
+  schema::RequestBuilder rb(fbb);
+  rb.add_id(1);
+  rb.add_command(cmd);
+  rb.add_deadline_mono_ns(2);
+  fbb.Finish(rb.Finish());
+  std::vector<uint8_t> env(fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize());
+  // Point the deadline's vtable entry at the id's bytes.
+  const auto table = flatbuffers::ReadScalar<flatbuffers::uoffset_t>(env.data());
+  const auto vtable = table - flatbuffers::ReadScalar<flatbuffers::soffset_t>(env.data() + table);
+  const auto id_off =
+      flatbuffers::ReadScalar<flatbuffers::voffset_t>(env.data() + vtable + schema::Request::VT_ID);
+  flatbuffers::WriteScalar<flatbuffers::voffset_t>(
+      env.data() + vtable + schema::Request::VT_DEADLINE_MONO_NS, id_off);
+  std::vector<uint64_t> storage;
+  EnvelopeMemo memo;
+  RequestView v;
+  ASSERT_EQ(read_request(frame_of(env, &storage), &v, &memo), Errc::ok);
+  EXPECT_EQ(v.request->deadline_mono_ns(), 1) << "the deadline reads the id's bytes";
+  EXPECT_TRUE(memo.bytes.empty());
+}
+
+// A memo must never accept what the Verifier rejects: every byte of a
+// remembered envelope (the scalars it lets differ aside) changed to several
+// values reads the same with the memo as without it.
+template <class Read>
+void memo_agrees_with_the_verifier(const std::vector<uint8_t>& good, Read read) {
   std::vector<uint64_t> storage;
   int rejected = 0;
   for (size_t at = 0; at < good.size(); ++at) {
     for (uint8_t value : {uint8_t(0), uint8_t(1), uint8_t(0x7f), uint8_t(0xff)}) {
-      ResponseMemo memo;
-      std::vector<uint8_t> copy;
-      ResponseView v;
-      ASSERT_EQ(read_response(frame_of(good, &storage), &copy, &v, &memo), Errc::ok);
-      if (at >= memo.id_at && at < memo.id_at + 8) continue;
+      EnvelopeMemo memo;
+      ASSERT_EQ(read(frame_of(good, &storage), &memo), Errc::ok);
+      ASSERT_FALSE(memo.bytes.empty());
+      if (skipped(memo, good.size())[at] || good[at] == value) continue;
       std::vector<uint8_t> bad = good;
-      if (bad[at] == value) continue;
       bad[at] = value;
       const Frame f = frame_of(bad, &storage);
-      const Errc without = read_response(f, &copy, &v);
-      EXPECT_EQ(read_response(f, &copy, &v, &memo), without) << "byte " << at << " = " << +value;
+      const Errc without = read(f, nullptr);
+      EXPECT_EQ(read(f, &memo), without) << "byte " << at << " = " << +value;
       rejected += without == Errc::corrupt;
     }
   }
   EXPECT_GT(rejected, 0) << "some changes must break the envelope";
+}
+
+TEST(Envelope, TheReplyMemoAgreesWithTheVerifier) {
+  memo_agrees_with_the_verifier(pong_envelope(5), [](const Frame& f, EnvelopeMemo* memo) {
+    std::vector<uint8_t> copy;
+    ResponseView v;
+    return read_response(f, &copy, &v, memo);
+  });
+}
+
+TEST(Envelope, TheRequestMemoAgreesWithTheVerifier) {
+  memo_agrees_with_the_verifier(request_envelope(9, 0), [](const Frame& f, EnvelopeMemo* memo) {
+    RequestView v;
+    return read_request(f, &v, memo);
+  });
 }
 
 }  // namespace

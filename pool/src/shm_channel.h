@@ -89,7 +89,7 @@ class ShmChannel {
   std::shared_ptr<ArenaHandle> arena_;
   flatbuffers::FlatBufferBuilder fbb_{1024};
   LastRequest last_;
-  ipc::ResponseMemo reply_memo_;  // the last reply verified (a repeat is not verified again)
+  ipc::EnvelopeMemo reply_memo_;  // the last reply verified (a repeat is not verified again)
   uint64_t next_request_id_ = 1;
   ipc::Frame held_{};
   bool holding_ = false;

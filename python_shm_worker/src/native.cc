@@ -298,7 +298,7 @@ class ShmWorker {
   // Returns false after __shutdown__.
   bool dispatch(const ipc::Frame& frame) {
     ipc::RequestView rv;
-    if (ipc::read_request(frame, &rv) != ipc::Errc::ok) {
+    if (ipc::read_request(frame, &rv, &request_memo_) != ipc::Errc::ok) {
       requests_.release(frame);
       send_error(0, "protocol_error", "invalid_request", "request envelope failed verification",
                  {});
@@ -750,6 +750,8 @@ class ShmWorker {
   } last_;
   ipc::FlexWriter flex_{512};
   py::object empty_args_;
+  // The last request verified, and the current one's private copy (read_request).
+  ipc::EnvelopeMemo request_memo_;
   py::dict handlers_;
   py::object output_type_ = py::none();
   py::object ctx_obj_;

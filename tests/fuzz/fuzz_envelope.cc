@@ -1,8 +1,7 @@
 // libFuzzer target: both sides' envelope readers on hostile frames. The input
-// is a frame body: the worker's read_request (verified in place) and the
-// host's read_response (copied, then verified, or found in its memo of the
-// last verified reply) must reject anything malformed and bound every
-// payload inside the frame.
+// is a frame body: the worker's read_request and the host's read_response
+// (each verifying, or finding the envelope in its memo of the last verified
+// one) must reject anything malformed and bound every payload inside the frame.
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -25,8 +24,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   frame.envelope_length = env_len % (frame.body_length - frame.envelope_offset + 1);
   frame.end = 0;
 
-  RequestView rv;
-  if (read_request(frame, &rv) == Errc::ok) {
+  // Memos across inputs, as a reader keeps them across frames: an input must
+  // not pass for a verified envelope it does not repeat. Each input is read
+  // with and without one, and both readings must agree.
+  static EnvelopeMemo request_memo, reply_memo;
+  RequestView rv, rv2;
+  const Errc plain_request = read_request(frame, &rv2);
+  if (read_request(frame, &rv, &request_memo) != plain_request) __builtin_trap();
+  if (plain_request == Errc::ok) {
     const auto* r = rv.request;
     volatile uint64_t sink = r->id();
     if (r->command()) sink = sink + r->command()->size();
@@ -37,14 +42,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                 rv.payload.data() + rv.payload.size() > body.data() + body.size()))
       __builtin_trap();
   }
-  // One memo across inputs, as a channel keeps it across replies: an input
-  // must not pass for a verified envelope it does not repeat. Each input is
-  // read with and without it, and both readings must agree.
-  static ResponseMemo memo;
   std::vector<uint8_t> copy, copy2;
   ResponseView view, view2;
   const Errc plain = read_response(frame, &copy2, &view2);
-  if (read_response(frame, &copy, &view, &memo) != plain) __builtin_trap();
+  if (read_response(frame, &copy, &view, &reply_memo) != plain) __builtin_trap();
   if (plain == Errc::ok) {
     const auto* r = view.response;
     volatile uint64_t sink = r->id();
