@@ -391,6 +391,7 @@ class ShmWorker {
         // for the release (the request ring has room for its next call).
         ipc::Errc e = send_ok(id, out.inline_bytes, out.in_arena ? &out.ref : nullptr, out.body);
         requests_.release(frame);
+        drop_after_reply_ = py::object();
         if (e == ipc::Errc::frame_too_large) {
           if (out.in_arena) arena_.free(out.ref.block(), out.word);
           send_error(id, "resource_error", "result_too_large",
@@ -410,6 +411,7 @@ class ShmWorker {
       }
     }
     result = py::object();
+    drop_after_reply_ = py::object();
     finish_views();
     requests_.release(frame);
     send_error(
@@ -487,6 +489,13 @@ class ShmWorker {
     py_to_flex(flex_, value);
     flex_.Finish();
     value = py::object();
+    if (!payload_obj && PyDict_CheckExact(result.ptr()) && !ctx->payload_view && !ctx->body_view &&
+        !ctx->output_view && !ctx->payload_owner && !ctx->body_owner && !ctx->output_owner) {
+      // The common reply, with no view the dict could hold (finish_views
+      // counts their references): freeing it can wait until it has been sent.
+      drop_after_reply_ = std::move(result);
+      return;
+    }
     result = py::object();
     if (!payload_obj && ctx->output_view) payload_obj = ctx->output_view;
     if (!payload_obj) return;
@@ -750,6 +759,7 @@ class ShmWorker {
   } last_;
   ipc::FlexWriter flex_{512};
   py::object empty_args_;
+  py::object drop_after_reply_;  // a result dict, freed once its reply is out
   // The last request verified, and the current one's private copy (read_request).
   ipc::EnvelopeMemo request_memo_;
   py::dict handlers_;
