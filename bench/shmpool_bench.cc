@@ -19,6 +19,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -28,6 +29,7 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "bench/busy_loops.h"
 #include "ipc/segment.h"
 #include "ipc/slot_table.h"
 #include "shmpool/client.h"
@@ -775,6 +777,29 @@ namespace {
 // Collects runs to print the shm vs pipe_json table after the console output.
 class TableReporter : public benchmark::ConsoleReporter {
  public:
+  // Also writes the runs as Google Benchmark JSON to `json_path` (if not
+  // empty): each load level of a --load run has a file of its own.
+  explicit TableReporter(const std::string& json_path = "")
+      : ConsoleReporter(isatty(STDOUT_FILENO) ? OO_ColorTabular : OO_Tabular) {
+    if (json_path.empty()) return;
+    json_file_.open(json_path);
+    if (!json_file_) {
+      std::fprintf(stderr, "cannot write %s\n", json_path.c_str());
+      std::exit(1);
+    }
+    json_ = std::make_unique<benchmark::JSONReporter>();
+    json_->SetOutputStream(&json_file_);
+    json_->SetErrorStream(&std::cerr);
+  }
+  bool ReportContext(const Context& context) override {
+    if (json_) json_->ReportContext(context);
+    return ConsoleReporter::ReportContext(context);
+  }
+  void Finalize() override {
+    if (json_) json_->Finalize();
+    ConsoleReporter::Finalize();
+  }
+
   struct Row {
     double p50 = 0, p99 = 0, mean_us = 0, items_per_s = 0;
   };
@@ -791,6 +816,7 @@ class TableReporter : public benchmark::ConsoleReporter {
 
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
+    if (json_) json_->ReportRuns(runs);
     for (const Run& r : runs) {
       // Repeated benchmarks (the headline pings) count by their median,
       // reported after the repetitions: it replaces the last repetition.
@@ -933,19 +959,110 @@ class TableReporter : public benchmark::ConsoleReporter {
       }
     }
   }
+
+  // The same cases at each load level (busy loops beside the benchmark), one
+  // row per case and level: latency cases by p50/p99, throughput by calls/s.
+  static void PrintLoadTable(const std::vector<int>& levels,
+                             const std::vector<std::unique_ptr<TableReporter>>& runs) {
+    auto cell = [](double v) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.2f", v);
+      return v > 0 ? std::string(buf) : std::string("-");
+    };
+    auto get = [](const TableReporter& t, const std::string& key, const char* transport) {
+      auto k = t.rows.find(key);
+      if (k == t.rows.end()) return Row{};
+      auto r = k->second.find(transport);
+      return r == k->second.end() ? Row{} : r->second;
+    };
+    std::printf(
+        "\n| case | busy loops | shm p50 (us) | shm p99 (us) | pipe_json p50 (us) | pipe_json p99 "
+        "(us) | zmq p50 (us) | zmq p99 (us) | pipe_json / shm p50 | pipe_json / shm p99 |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (const auto& key : runs.front()->order) {
+      for (size_t i = 0; i < levels.size(); ++i) {
+        const Row shm = get(*runs[i], key, "shm"), pipe = get(*runs[i], key, "pipe_json"),
+                  zmq = get(*runs[i], key, "zmq");
+        if (shm.p50 == 0 || shm.items_per_s != 0) continue;
+        std::printf("| %s | %d | %.2f | %.2f | %.2f | %.2f | %s | %s | %.1fx | %.1fx |\n",
+                    key.c_str(), levels[i], shm.p50, shm.p99, pipe.p50, pipe.p99,
+                    cell(zmq.p50).c_str(), cell(zmq.p99).c_str(), pipe.p50 / shm.p50,
+                    shm.p99 > 0 ? pipe.p99 / shm.p99 : 0.0);
+      }
+    }
+    bool header = false;
+    for (const auto& key : runs.front()->order) {
+      for (size_t i = 0; i < levels.size(); ++i) {
+        const Row shm = get(*runs[i], key, "shm"), pipe = get(*runs[i], key, "pipe_json"),
+                  zmq = get(*runs[i], key, "zmq");
+        if (shm.items_per_s == 0) continue;
+        if (!header) {
+          std::printf(
+              "\n| throughput | busy loops | shm calls/s | pipe_json calls/s | zmq calls/s | shm / "
+              "pipe_json | shm / zmq | shm p99 (us) | pipe_json p99 (us) |\n"
+              "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+          header = true;
+        }
+        std::printf("| %s | %d | %.0f | %.0f | %.0f | %.1fx | %.1fx | %.1f | %.1f |\n", key.c_str(),
+                    levels[i], shm.items_per_s, pipe.items_per_s, zmq.items_per_s,
+                    pipe.items_per_s > 0 ? shm.items_per_s / pipe.items_per_s : 0.0,
+                    zmq.items_per_s > 0 ? shm.items_per_s / zmq.items_per_s : 0.0, shm.p99,
+                    pipe.p99);
+      }
+    }
+  }
+
+ private:
+  std::ofstream json_file_;
+  std::unique_ptr<benchmark::JSONReporter> json_;
 };
+
+// "0,1,2" -> {0, 1, 2}; exits on anything else.
+std::vector<int> parse_levels(const std::string& list) {
+  std::vector<int> levels;
+  size_t at = 0;
+  while (at <= list.size()) {
+    const size_t comma = std::min(list.find(',', at), list.size());
+    const std::string item = list.substr(at, comma - at);
+    char* end = nullptr;
+    const long n = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || n < 0 || n > 64) {
+      std::fprintf(stderr, "--load: expected a list of busy-loop counts like 0,1,2, got '%s'\n",
+                   list.c_str());
+      std::exit(2);
+    }
+    levels.push_back(int(n));
+    at = comma + 1;
+  }
+  return levels;
+}
+
+// The cases the --load table compares (unless --benchmark_filter says otherwise).
+constexpr const char* kLoadCases =
+    "--benchmark_filter=BM_Ping/|BM_PingCold/|BM_SmallArgs/|BM_PoolPing/|"
+    "BM_PoolThroughput/.*/threads:[14]$";
 
 }  // namespace
 
 int main(int argc, char** argv) {
   std::vector<char*> args(argv, argv + argc);
-  bool demo = false;
-  std::string filter_arg;
+  bool demo = false, filtered = false;
+  std::vector<int> levels;  // --load: busy loops beside each run
+  std::string filter_arg, json_out;
   for (auto it = args.begin(); it != args.end();) {
-    if (std::strcmp(*it, "--demo") == 0) {
+    const std::string a = *it;
+    if (a == "--demo") {
       demo = true;
       it = args.erase(it);
+    } else if (a == "--load" && it + 1 != args.end()) {
+      levels = parse_levels(*(it + 1));
+      it = args.erase(it, it + 2);
+    } else if (a.rfind("--load=", 0) == 0) {
+      levels = parse_levels(a.substr(7));
+      it = args.erase(it);
     } else {
+      filtered = filtered || a.rfind("--benchmark_filter=", 0) == 0;
+      if (a.rfind("--benchmark_out=", 0) == 0) json_out = a.substr(16);
       ++it;
     }
   }
@@ -955,6 +1072,17 @@ int main(int argc, char** argv) {
         "BM_PoolThroughput|"
         "BM_CheckoutCheckin|BM_WorkerStartup";
     args.push_back(filter_arg.data());
+  } else if (!levels.empty() && !filtered) {
+    filter_arg = kLoadCases;
+    args.push_back(filter_arg.data());
+  }
+  if (!levels.empty()) {
+    // Each level writes its own JSON (the reporter tees it): Google
+    // Benchmark's --benchmark_out would rewrite one file per level.
+    std::erase_if(args, [](char* a) {
+      return std::strncmp(a, "--benchmark_out=", 16) == 0 ||
+             std::strncmp(a, "--benchmark_out_format=", 23) == 0;
+    });
   }
   int n = int(args.size());
   benchmark::Initialize(&n, args.data());
@@ -974,12 +1102,39 @@ int main(int argc, char** argv) {
     benchmark::AddCustomContext("kernel", kernel);
     benchmark::AddCustomContext("compiler", "g++ " __VERSION__);
     benchmark::AddCustomContext("build_flags", SHMPOOL_BUILD_FLAGS);
-    benchmark::AddCustomContext("wait_strategy", "hybrid (50 us poll, then futex)");
+    benchmark::AddCustomContext("wait_strategy",
+                                "hybrid (poll while polling pays, at most 50 us; then futex)");
     benchmark::AddCustomContext("python", SHMPOOL_PYTHON);
   }
-  TableReporter reporter;
-  benchmark::RunSpecifiedBenchmarks(&reporter);
-  reporter.PrintTable();
+  if (levels.empty()) {
+    TableReporter reporter;
+    benchmark::RunSpecifiedBenchmarks(&reporter);
+    reporter.PrintTable();
+    benchmark::Shutdown();
+    return 0;
+  }
+  // --load: the same cases beside 0, 1, ... busy loops, one run each, then
+  // one table across the levels.
+  std::vector<std::unique_ptr<TableReporter>> runs;
+  for (int level : levels) {
+    std::string path;
+    if (!json_out.empty()) {
+      const size_t dot = json_out.rfind(".json");
+      path = levels.size() == 1 ? json_out
+             : dot == std::string::npos
+                 ? json_out + "-load" + std::to_string(level)
+                 : json_out.substr(0, dot) + "-load" + std::to_string(level) + ".json";
+    }
+    std::printf("\n== with %d busy loop%s beside the benchmark ==\n", level, level == 1 ? "" : "s");
+    std::fflush(stdout);
+    runs.push_back(std::make_unique<TableReporter>(path));
+    {
+      shmpool::bench::BusyLoops loops(level);
+      benchmark::RunSpecifiedBenchmarks(runs.back().get());
+    }
+    runs.back()->PrintTable();
+  }
+  TableReporter::PrintLoadTable(levels, runs);
   benchmark::Shutdown();
   return 0;
 }

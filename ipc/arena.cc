@@ -85,7 +85,8 @@ Errc Arena::alloc(uint64_t n, int64_t deadline_ns, const WaitPolicy& policy, Blo
     WaitResult r = WaitResult::ready;
     if (e == Errc::no_space) {
       auto freed = [&] { return control_->freed.seq.load(std::memory_order_acquire) != seen; };
-      r = wait_until(control_->freed, freed, deadline_ns, policy);
+      thread_local SpinBudget budget;  // this thread's waits for a free block
+      r = wait_until(control_->freed, freed, deadline_ns, with_budget(policy, budget));
     }
     control_->freed.waiters.fetch_sub(1, std::memory_order_relaxed);
     if (e != Errc::no_space) return e;

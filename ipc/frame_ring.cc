@@ -94,7 +94,9 @@ Errc FrameRing::reserve(uint32_t body_length, int64_t deadline_ns, const WaitPol
       uint64_t f = free_bytes(head, t, capacity_);
       return f == UINT64_MAX || f >= needed;
     };
-    if (wait_until(ctl_->space, has_room, deadline_ns, policy) == WaitResult::timed_out) {
+    thread_local SpinBudget budget;  // this thread's waits for room in a ring
+    if (wait_until(ctl_->space, has_room, deadline_ns, with_budget(policy, budget)) ==
+        WaitResult::timed_out) {
       return Errc::ring_full;
     }
     cache_valid_ = false;  // re-read the tail that has_room saw move
@@ -119,6 +121,7 @@ void FrameRing::commit(uint32_t body_length, uint32_t envelope_offset, uint32_t 
   h->body_length = body_length;
   h->envelope_offset = envelope_offset;
   h->envelope_length = envelope_length;
+  h->producer_cpu = current_cpu();
   const uint64_t total = align_up(kHeader + uint64_t(body_length), kCacheLine);
   publish(reserved_head_, total, FrameKind::data, true);
   // The padding before a rewound frame last: the consumer, polling the
@@ -161,6 +164,7 @@ Errc FrameRing::peek(Frame* out) {
     out->envelope_offset = h.envelope_offset;
     out->envelope_length = h.envelope_length;
     out->end = tail + total;
+    producer_cpu_ = h.producer_cpu;
     return Errc::ok;
   }
 }

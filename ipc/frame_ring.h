@@ -76,13 +76,22 @@ enum class FrameKind : uint32_t { data = 0, pad = 1 };
 // small envelope shares the header's cache line (one transfer less per frame).
 // `seal` is written and polled atomically (std::atomic_ref), last by the
 // producer; the other fields are plain and read only after the seal matched.
+// `producer_cpu` is a hint, never trusted for anything but how to wait: the
+// CPU the producer ran on when it committed the frame (+1; 0 unknown). The
+// consumer's next wait on this ring blocks at once when it runs on that CPU
+// itself: the producer, which then polls for the consumer's answer on that
+// CPU, cannot be running, so polling would only keep it off the core
+// (wait.h, "Waiting on a busy machine"). It rides in the header the consumer
+// reads anyway: no cache line more per frame.
 struct FrameHeader {
   uint32_t seal;             // frame_seal(position, kind) once published
   uint32_t body_length;      // bytes after this header, before padding
   uint32_t envelope_offset;  // FlatBuffer envelope, relative to the body
   uint32_t envelope_length;
+  uint32_t producer_cpu;  // sched_getcpu() + 1 at commit; 0: unknown
+  uint32_t reserved;
 };
-static_assert(sizeof(FrameHeader) == 16);
+static_assert(sizeof(FrameHeader) == 24);
 // Headers start on a cache line, so `seal` is aligned for atomic_ref.
 static_assert(kCacheLine % std::atomic_ref<uint32_t>::required_alignment == 0);
 
@@ -150,11 +159,18 @@ class FrameRing {
     return (seal_at(tail % capacity_) | 1) == frame_seal(tail, FrameKind::pad);
   }
   // Consumer: waits for a frame, or until `stop()` is true, or the deadline.
+  // A hybrid wait blocks at once when the producer of the last frame peeked
+  // ran on this thread's CPU (see FrameHeader::producer_cpu).
   template <class Stop>
   WaitResult wait_readable(int64_t deadline_ns, const WaitPolicy& policy, Stop&& stop) {
+    WaitPolicy p = policy;
+    p.peer_cpu = producer_cpu_;
     return wait_until(
-        ctl_->data, [&] { return readable() || stop(); }, deadline_ns, policy);
+        ctl_->data, [&] { return readable() || stop(); }, deadline_ns, p);
   }
+  // Consumer: the CPU (+1; 0 unknown) the producer of the last frame peeked
+  // ran on when it committed it. A hint from the other side: only for waiting.
+  uint32_t producer_cpu() const { return producer_cpu_; }
   // Consumer: frees the frame returned by the last peek().
   void release(const Frame& frame);
 
@@ -189,6 +205,8 @@ class FrameRing {
   uint64_t cached_tail_ = 0;
   uint32_t cached_epoch_ = 0;
   bool cache_valid_ = false;
+  // Consumer-local: FrameHeader::producer_cpu of the last frame peeked.
+  uint32_t producer_cpu_ = 0;
 };
 
 }  // namespace shmpool::ipc

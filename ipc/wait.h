@@ -19,6 +19,7 @@
 #include <atomic>
 #include <cstdint>
 
+#include "ipc/spin_budget.h"
 #include "ipc/sys.h"
 
 namespace shmpool::ipc {
@@ -27,14 +28,28 @@ inline constexpr std::size_t kCacheLine = 64;  // fixed: the Python core is buil
 
 enum class WaitStrategy : uint32_t {
   spin = 0,    // busy-poll until the deadline (one core per waiter; benchmarks only)
-  hybrid = 1,  // poll for `spin_ns`, then block on the futex (default)
+  hybrid = 1,  // poll while polling pays (at most `spin_ns`), then block on the futex (default)
   block = 2,   // block on the futex at once
 };
 
 struct WaitPolicy {
   WaitStrategy strategy = WaitStrategy::hybrid;
-  int64_t spin_ns = 50'000;  // hybrid: how long to poll before blocking
+  int64_t spin_ns = 50'000;  // hybrid: the most one wait polls before blocking
+  // hybrid: the waiter's own record of whether polling pays (spin_budget.h);
+  // it chooses how long each wait polls, up to spin_ns. Null: always spin_ns.
+  SpinBudget* budget = nullptr;
+  // hybrid: the CPU (+1; 0 unknown) the process we wait for last ran on, if
+  // known (FrameRing passes its producer's). When it is ours, that process is
+  // not running, and the wait blocks at once instead of polling.
+  uint32_t peer_cpu = 0;
 };
+
+// The CPU this thread runs on, +1 (0 if unknown). glibc reads it from the
+// thread's rseq area: a load, no syscall.
+inline uint32_t current_cpu() {
+  const int c = sched_getcpu();
+  return c < 0 ? 0 : uint32_t(c) + 1;
+}
 
 // Lives in shared memory. Zeroed memory is a valid idle doorbell.
 // | field   | written by                                | read by         | order             |
@@ -70,9 +85,6 @@ enum class WaitResult { ready, timed_out };
 // and watch the clock: about a microsecond (ready() reads a cache line).
 inline constexpr uint32_t kTightPolls = 256;
 
-// A paced spin yields the core every kYieldEvery polls (a power of 2).
-inline constexpr uint32_t kYieldEvery = 128;
-
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
   __builtin_ia32_pause();
@@ -81,35 +93,63 @@ inline void cpu_relax() {
 #endif
 }
 
-// Waits until `ready()` returns true or CLOCK_MONOTONIC passes deadline_ns
-// (<= 0: wait forever; pool/ always passes one). `ready` must only read
-// shared state; it is called many times.
+enum class SpinResult { ready, expired, timed_out };
+
+// The polling phase of a wait: polls `ready()` tightly for about a
+// microsecond (a reply often comes that soon; a `pause` costs ~20 ns of
+// reaction time, a clock read 40 ns), then with pauses until CLOCK_MONOTONIC
+// reaches spin_end_ns (expired) or deadline_ns (timed_out; <= 0: none).
+// spin_end_ns <= 0 ends after the tight polls. Never yields the core: on a
+// core shared with a busy task, sched_yield hands that task the core for a
+// whole scheduler slice (4 ms measured), while a futex sleep lets the
+// scheduler wake us as soon as we are signalled. The worker's idle loop runs
+// this with the GIL held, then blocks through wait_until without it.
 template <class Ready>
-WaitResult wait_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns,
-                      const WaitPolicy& policy) {
-  if (ready()) return WaitResult::ready;
-  if (policy.strategy != WaitStrategy::block) {
-    // A reply often comes within a microsecond or two: poll tightly first
-    // (a `pause` costs ~20 ns of reaction time per wait on this machine, a
-    // clock read 40 ns), then with pauses and a deadline.
-    for (uint32_t i = 0; i < kTightPolls; ++i) {
-      if (ready()) return WaitResult::ready;
-    }
-    const int64_t spin_end =
-        policy.strategy == WaitStrategy::spin ? deadline_ns : monotonic_ns() + policy.spin_ns;
-    for (uint32_t i = 1;; ++i) {
-      cpu_relax();
-      if (ready()) return WaitResult::ready;
-      if ((i & 63) == 0) {
-        int64_t now = monotonic_ns();
-        if (deadline_ns > 0 && now >= deadline_ns) return WaitResult::timed_out;
-        if (spin_end > 0 && now >= spin_end) break;
-        // With more runnable threads than cores (a pool and its callers on
-        // two cores), let whoever we wait for run on this core: every ~2 us.
-        if ((i & (kYieldEvery - 1)) == 0) sched_yield();
-      }
+SpinResult spin_until(Ready&& ready, int64_t spin_end_ns, int64_t deadline_ns) {
+  for (uint32_t i = 0; i < kTightPolls; ++i) {
+    if (ready()) return SpinResult::ready;
+  }
+  if (spin_end_ns <= 0) return SpinResult::expired;
+  for (uint32_t i = 1;; ++i) {
+    cpu_relax();
+    if (ready()) return SpinResult::ready;
+    if ((i & 63) == 0) {
+      const int64_t now = monotonic_ns();
+      if (deadline_ns > 0 && now >= deadline_ns) return SpinResult::timed_out;
+      if (now >= spin_end_ns) return SpinResult::expired;
     }
   }
+}
+
+// The end of the polling phase for a hybrid wait under `policy`: now plus
+// the budget's choice (or spin_ns without one); 0 means "tight polls only".
+// Pass the same policy to finish_spin() with the outcome.
+inline int64_t spin_end_for(const WaitPolicy& policy) {
+  const int64_t ns = policy.budget ? policy.budget->next() : policy.spin_ns;
+  return ns > 0 ? monotonic_ns() + ns : 0;
+}
+inline void finish_spin(const WaitPolicy& policy, SpinResult r) {
+  if (!policy.budget || r == SpinResult::timed_out) return;
+  if (r == SpinResult::ready) {
+    policy.budget->spun();
+  } else {
+    policy.budget->blocked();
+  }
+}
+
+// `policy` with a budget: its own, or else `fallback` (typically a
+// thread_local one per wait site), re-made when its maximum differs.
+inline WaitPolicy with_budget(WaitPolicy policy, SpinBudget& fallback) {
+  if (policy.budget) return policy;
+  if (fallback.max_ns() != policy.spin_ns) fallback = SpinBudget(policy.spin_ns);
+  policy.budget = &fallback;
+  return policy;
+}
+
+// The blocking phase of a wait: sleeps on `bell` until `ready()` or the
+// deadline (<= 0: none). See the memory-ordering note at the top.
+template <class Ready>
+WaitResult block_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns) {
   for (;;) {
     bell.waiters.fetch_add(1, std::memory_order_acq_rel);  // pairs with the RMW in ring()
     // Read after registering: a publisher that bumps seq from here on makes
@@ -126,6 +166,26 @@ WaitResult wait_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns,
       return WaitResult::timed_out;
     }
   }
+}
+
+// Waits until `ready()` returns true or CLOCK_MONOTONIC passes deadline_ns
+// (<= 0: wait forever; pool/ always passes one). `ready` must only read
+// shared state; it is called many times.
+template <class Ready>
+WaitResult wait_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns,
+                      const WaitPolicy& policy) {
+  if (ready()) return WaitResult::ready;
+  const bool beside_peer = policy.strategy == WaitStrategy::hybrid && policy.peer_cpu != 0 &&
+                           policy.peer_cpu == current_cpu();
+  if (policy.strategy != WaitStrategy::block && !beside_peer) {
+    const int64_t spin_end =
+        policy.strategy == WaitStrategy::spin ? INT64_MAX : spin_end_for(policy);
+    const SpinResult r = spin_until(ready, spin_end, deadline_ns);
+    if (policy.strategy == WaitStrategy::hybrid) finish_spin(policy, r);
+    if (r == SpinResult::ready) return WaitResult::ready;
+    if (r == SpinResult::timed_out) return WaitResult::timed_out;
+  }
+  return block_until(bell, ready, deadline_ns);
 }
 
 }  // namespace shmpool::ipc

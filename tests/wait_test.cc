@@ -3,6 +3,7 @@
 #include "ipc/wait.h"
 
 #include <gtest/gtest.h>
+#include <sched.h>
 
 #include <thread>
 
@@ -46,6 +47,66 @@ INSTANTIATE_TEST_SUITE_P(All, WaitStrategies,
                                   : info.param == WaitStrategy::hybrid ? "hybrid"
                                                                        : "block";
                          });
+
+// Runs the calling thread on one CPU until destroyed, so that
+// current_cpu() is the same in the test and in wait_until.
+class PinnedToOneCpu {
+ public:
+  PinnedToOneCpu() {
+    CPU_ZERO(&saved_);
+    sched_getaffinity(0, sizeof saved_, &saved_);
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    EXPECT_EQ(sched_setaffinity(0, sizeof one, &one), 0);
+  }
+  ~PinnedToOneCpu() { sched_setaffinity(0, sizeof saved_, &saved_); }
+
+ private:
+  cpu_set_t saved_;
+};
+
+TEST(HybridWait, BlocksAtOnceWhenThePeerLastRanOnThisCpu) {
+  PinnedToOneCpu pin;
+  Doorbell bell;
+  SpinBudget budget(100'000);
+  WaitPolicy policy{WaitStrategy::hybrid, 100'000, &budget, current_cpu()};
+  int polls = 0;
+  EXPECT_EQ(wait_until(
+                bell, [&] { return ++polls, false; }, monotonic_ns() + 2'000'000, policy),
+            WaitResult::timed_out);
+  // Not one poll before sleeping (only the checks around the futex), and the
+  // budget was not consulted: blocking was no failed poll.
+  EXPECT_LT(polls, 16);
+  EXPECT_EQ(budget.budget_ns(), 100'000);
+}
+
+TEST(HybridWait, PollsWhenThePeerRanElsewhereAndAFailedPollHalvesTheBudget) {
+  PinnedToOneCpu pin;
+  Doorbell bell;
+  SpinBudget budget(100'000);
+  const uint32_t elsewhere = current_cpu() + 1;  // a CPU that is not ours
+  WaitPolicy policy{WaitStrategy::hybrid, 100'000, &budget, elsewhere};
+  int polls = 0;
+  EXPECT_EQ(wait_until(
+                bell, [&] { return ++polls, false; }, monotonic_ns() + 200'000'000, policy),
+            WaitResult::timed_out);
+  EXPECT_GT(polls, int(kTightPolls));
+  EXPECT_EQ(budget.budget_ns(), 50'000);
+}
+
+TEST(HybridWait, AWaitThatEndsWhilePollingKeepsTheWholeBudget) {
+  Doorbell bell;
+  SpinBudget budget(100'000);
+  budget.next();
+  budget.blocked();  // 50 us left
+  WaitPolicy policy{WaitStrategy::hybrid, 100'000, &budget, 0};
+  int polls = 0;
+  EXPECT_EQ(wait_until(
+                bell, [&] { return ++polls > 3; }, monotonic_ns() + 10'000'000'000, policy),
+            WaitResult::ready);
+  EXPECT_EQ(budget.budget_ns(), 100'000);
+}
 
 TEST(Doorbell, ZeroedMemoryIsAnIdleDoorbell) {
   alignas(Doorbell) unsigned char raw[sizeof(Doorbell)] = {};

@@ -108,7 +108,9 @@ Expected<Caller::Checkout> Caller::checkout(std::string_view session_id, bool af
       c->seg->header().waiting.fetch_sub(1, std::memory_order_relaxed);
     }
   } exit{this, ticket};
-  int64_t turn_since = 0;  // when this caller got the turn
+  int64_t turn_since = 0;               // when this caller got the turn
+  thread_local ipc::SpinBudget budget;  // this thread's checkout waits (spin_budget.h)
+  const ipc::WaitPolicy wait = ipc::with_budget(checkout_policy, budget);
   for (;;) {
     if (checkout_blocked()) return with_context(checkout_blocked_error(), session_id);
     const bool reached = ticket == ipc::kNoTicket || ipc::turn_reached(q, ticket);
@@ -124,7 +126,7 @@ Expected<Caller::Checkout> Caller::checkout(std::string_view session_id, bool af
     }
     if (!reached) {
       // Sleep on our own entry until the callers before us are served.
-      ipc::wait_turn(q, ticket, deadline, checkout_policy, [&] { return checkout_blocked(); });
+      ipc::wait_turn(q, ticket, deadline, wait, [&] { return checkout_blocked(); });
       continue;
     }
     const bool holder = ticket != ipc::kNoTicket && ipc::is_turn(q, ticket);
@@ -146,7 +148,7 @@ Expected<Caller::Checkout> Caller::checkout(std::string_view session_id, bool af
     // Wait for a checkin (slots_changed).
     ipc::wait_until(
         seg->header().slots_changed, [&] { return any_idle() || checkout_blocked(); }, deadline,
-        checkout_policy);
+        wait);
   }
 }
 

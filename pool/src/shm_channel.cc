@@ -44,6 +44,7 @@ ShmChannel::ShmChannel(ipc::Segment* segment, uint32_t slot, ipc::WaitPolicy pol
       requests_(segment->request_ring(slot)),
       responses_(segment->response_ring(slot)),
       policy_(policy),
+      reply_budget_(policy.spin_ns),
       arena_(arena && arena->arena.enabled() ? std::move(arena) : nullptr) {}
 
 void ShmChannel::release_held() {
@@ -165,6 +166,8 @@ Expected<Reply> ShmChannel::await_reply(uint64_t id, int64_t deadline_ns) {
     // pairs with the owner's release store
     return slot.worker_alive.load(std::memory_order_acquire) == 0 || abandoned();
   };
+  ipc::WaitPolicy wait = policy_;
+  wait.budget = &reply_budget_;
   for (;;) {
     ipc::Frame frame;
     ipc::Errc e = responses_.peek(&frame);
@@ -181,7 +184,7 @@ Expected<Reply> ShmChannel::await_reply(uint64_t id, int64_t deadline_ns) {
                             "worker exited during the call");
         }
       } else {
-        if (responses_.wait_readable(deadline_ns, policy_, gone) == ipc::WaitResult::timed_out) {
+        if (responses_.wait_readable(deadline_ns, wait, gone) == ipc::WaitResult::timed_out) {
           return make_error(Category::timeout_error, std::string(kOperationTimeout),
                             "no reply before the operation timeout");
         }

@@ -86,6 +86,7 @@ class ShmChannel {
   uint32_t slot_;
   ipc::FrameRing requests_, responses_;
   ipc::WaitPolicy policy_;
+  ipc::SpinBudget reply_budget_;  // whether polling for replies pays (spin_budget.h)
   std::shared_ptr<ArenaHandle> arena_;
   flatbuffers::FlatBufferBuilder fbb_{1024};
   LastRequest last_;

@@ -213,6 +213,7 @@ class ShmWorker {
       : slot_index_(slot) {
     policy_.strategy = parse_strategy(strategy);
     policy_.spin_ns = spin_ns;
+    idle_budget_ = ipc::SpinBudget(std::min<int64_t>(spin_ns, 1'000'000));
     ipc::SysError err;
     ipc::Errc e = ipc::Segment::attach(pool, &segment_, &err);
     if (e != ipc::Errc::ok) {
@@ -243,23 +244,25 @@ class ShmWorker {
     for (;;) {
       ipc::Frame frame;
       ipc::Errc e = requests_.peek(&frame);
-      if (e == ipc::Errc::empty && policy_.strategy != ipc::WaitStrategy::block) {
-        // Hot path: poll for a bounded time while keeping the GIL (releasing
-        // and re-taking it costs more than a whole round trip). Other Python
-        // threads wait at most this long; then we sleep without the GIL.
-        // (Tightly first, as ipc::wait_until.)
-        bool seen = false;
-        for (uint32_t i = 0; i < ipc::kTightPolls && !seen; ++i) seen = requests_.readable();
-        if (!seen) {
-          const int64_t spin_end =
-              ipc::monotonic_ns() + std::min<int64_t>(policy_.spin_ns, 1'000'000);
-          for (uint32_t i = 1; !requests_.readable(); ++i) {
-            ipc::cpu_relax();
-            if ((i & 63) == 0 && ipc::monotonic_ns() >= spin_end) break;
-            // A caller may be waiting for this core (more threads than cores).
-            if ((i & (ipc::kYieldEvery - 1)) == 0) sched_yield();
-          }
-        }
+      // Polling is futile when the caller that sent the last request ran on
+      // our CPU: it is waiting for our reply there, so it is not running.
+      const bool beside_caller = policy_.strategy == ipc::WaitStrategy::hybrid &&
+                                 requests_.producer_cpu() != 0 &&
+                                 requests_.producer_cpu() == ipc::current_cpu();
+      if (e == ipc::Errc::empty && policy_.strategy != ipc::WaitStrategy::block && !beside_caller) {
+        // Hot path: poll while polling pays (the idle budget learns it, at
+        // most spin_ns and 1 ms), keeping the GIL (releasing and re-taking
+        // it costs more than a whole round trip). Other Python threads wait
+        // at most this long; then we sleep without the GIL.
+        ipc::WaitPolicy poll = policy_;
+        poll.budget = &idle_budget_;
+        const int64_t spin_end =
+            policy_.strategy == ipc::WaitStrategy::spin
+                ? ipc::monotonic_ns() + std::min<int64_t>(policy_.spin_ns, 1'000'000)
+                : ipc::spin_end_for(poll);
+        const ipc::SpinResult r =
+            ipc::spin_until([&] { return requests_.readable(); }, spin_end, 0);
+        if (policy_.strategy == ipc::WaitStrategy::hybrid) ipc::finish_spin(poll, r);
         e = requests_.peek(&frame);
       }
       if (e == ipc::Errc::empty) {
@@ -748,6 +751,7 @@ class ShmWorker {
   uint32_t slot_index_;
   ipc::FrameRing requests_, responses_;
   ipc::WaitPolicy policy_;
+  ipc::SpinBudget idle_budget_;  // how long the idle loop polls (spin_budget.h)
   flatbuffers::FlatBufferBuilder fbb_{1024};
   // The last Ok reply with only an id and a result (repeat_ok), and where
   // those are in it: a reply with a result of the same length is the same
