@@ -2,8 +2,9 @@
 # shmpool's one entry point. See README.md.
 #   ./run.sh demo    build, start real Python workers, run the headline benchmark, print a table
 #   ./run.sh test    build, run the whole test suite (ctest), unit+multiprocess under ASan and TSan, a fuzz smoke
-#   ./run.sh bench [--plot] [google-benchmark flags...]   run shmpool_bench (e.g. --benchmark_out=b.json);
-#                    --plot: all cases, then SVG plots and a Markdown table in build/bench-plots
+#   ./run.sh bench [--plot] [google-benchmark flags...]   run shmpool_bench (e.g. --benchmark_out=b.json,
+#                    --load 0,1,2: the busy-machine cases beside 0, 1, 2 busy loops);
+#                    --plot: all cases, then the --load set, then SVG plots and a Markdown table in build/bench-plots
 #   ./run.sh fuzz [SECONDS]   libFuzzer targets (clang), SECONDS each (default 60)
 #   ./run.sh build   configure and build only
 set -euo pipefail
@@ -110,13 +111,16 @@ case "$cmd" in
       shift
       "$BUILD_DIR/bench/shmpool_bench" --benchmark_out="$BUILD_DIR/bench-results.json" \
         --benchmark_out_format=json "$@"
-      "$PYTHON" bench/plot.py "$BUILD_DIR/bench-results.json" "$BUILD_DIR/bench-plots"
+      # The busy-machine cases beside 0, 1 and 2 busy loops (one JSON per level).
+      "$BUILD_DIR/bench/shmpool_bench" --load 0,1,2 --benchmark_out="$BUILD_DIR/bench-busy.json"
+      "$PYTHON" bench/plot.py "$BUILD_DIR/bench-results.json" "$BUILD_DIR/bench-plots" \
+        "$BUILD_DIR"/bench-busy-load{0,1,2}.json
     else
       "$BUILD_DIR/bench/shmpool_bench" "$@"
     fi
     ;;
   *)
-    sed -n '2,8p' "$0"
+    sed -n '2,10p' "$0"
     exit 2
     ;;
 esac
