@@ -120,7 +120,7 @@ case "$cmd" in
     fi
     ;;
   *)
-    sed -n '2,10p' "$0"
+    sed -n '2,9p' "$0"
     exit 2
     ;;
 esac
