@@ -185,6 +185,8 @@ std::string status_table(const shmpool::PoolSnapshot& p) {
     << p.session_capacity << "  checkout timeouts " << p.checkout_timeouts << "\n";
   o << "payload arena " << p.arena_bytes_in_use << "/" << p.arena_bytes << " bytes in use, "
     << p.arena_blocks_in_use << " blocks (" << p.arena_pinned_blocks << " pinned)\n";
+  o << "rings " << p.request_ring_bytes << " request / " << p.response_ring_bytes
+    << " response bytes per worker\n";
   o << "errors";
   for (const auto& [cat, n] : p.errors_by_category) o << "  " << cat << " " << n;
   o << "\n\n";
@@ -311,6 +313,9 @@ int call(const CallOptions& o) {
 
 struct ServeOptions {
   shmpool::PoolConfig config;
+  // Segment sizes (unset: automatic, shrunk to fit a small /dev/shm).
+  uint64_t arena_bytes = 0, ring_bytes = 0;
+  CLI::Option *arena_opt = nullptr, *ring_opt = nullptr;
   std::vector<std::string> env;  // KEY=VALUE
   double checkout_timeout_s = 5, operation_timeout_s = 30, startup_timeout_s = 10;
   double health_check_s = 0, session_ttl_s = 3600;
@@ -324,6 +329,11 @@ int serve(ServeOptions o) {
       return 2;
     }
     o.config.env[kv.substr(0, eq)] = kv.substr(eq + 1);
+  }
+  if (o.arena_opt && o.arena_opt->count() > 0) o.config.payload_arena_bytes = o.arena_bytes;
+  if (o.ring_opt && o.ring_opt->count() > 0) {
+    o.config.request_ring_bytes = o.ring_bytes;
+    o.config.response_ring_bytes = o.ring_bytes;
   }
   auto ms = [](double s) { return std::chrono::milliseconds(int64_t(s * 1000)); };
   o.config.checkout_timeout = ms(o.checkout_timeout_s);
@@ -386,6 +396,18 @@ int main(int argc, char** argv) {
                         "Seconds between pings (0: off)");
   serve_cmd->add_option("--session-ttl", serve_opts.session_ttl_s, "Seconds a session may idle");
   serve_cmd->add_option("--env", serve_opts.env, "KEY=VALUE for the workers' environment");
+  serve_opts.arena_opt =
+      serve_cmd
+          ->add_option("--arena-bytes", serve_opts.arena_bytes,
+                       "Payload arena size, e.g. 16M (0: none; default: 64M, less if /dev/shm "
+                       "is small)")
+          ->transform(CLI::AsSizeValue(false));
+  serve_opts.ring_opt =
+      serve_cmd
+          ->add_option("--ring-bytes", serve_opts.ring_bytes,
+                       "Request and response ring size per worker, e.g. 1M (default: 4M, less if "
+                       "/dev/shm is small)")
+          ->transform(CLI::AsSizeValue(false));
   serve_cmd->callback([&] { rc = serve(serve_opts); });
 
   // list

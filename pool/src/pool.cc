@@ -16,6 +16,7 @@
 #include "ipc/session_table.h"
 #include "ipc/slot_table.h"
 #include "pool/src/caller.h"
+#include "pool/src/segment_sizing.h"
 #include "pool/src/shm_channel.h"
 #include "pool/src/stale_segment.h"
 #include "pool/src/worker_process.h"
@@ -750,12 +751,27 @@ Expected<std::unique_ptr<Pool>> Pool::start(PoolConfig config) {
   s->pool_name = c.name;
   s->on_event = c.on_event;
   s->clock = c.clock;
-  ipc::Geometry g;
-  g.slot_count = c.size + c.max_overflow;
-  g.session_capacity = c.session_capacity;
-  g.request_ring_bytes = c.request_ring_bytes;
-  g.response_ring_bytes = c.response_ring_bytes;
-  g.arena_bytes = detail::arena_bytes_for(c.payload_arena_bytes);
+  detail::SizeRequest sizes;
+  sizes.slot_count = c.size + c.max_overflow;
+  sizes.session_capacity = c.session_capacity;
+  sizes.request_ring_bytes = c.request_ring_bytes;
+  sizes.response_ring_bytes = c.response_ring_bytes;
+  sizes.arena_bytes = c.payload_arena_bytes;
+  auto fitted = detail::fit_segment(sizes, detail::shm_free_bytes());
+  if (!fitted.ok()) return Error(fitted.error()).with("pool_name", c.name);
+  const ipc::Geometry g = fitted->geometry;
+  // status().config shows the sizes in effect.
+  s->cfg.request_ring_bytes = g.request_ring_bytes;
+  s->cfg.response_ring_bytes = g.response_ring_bytes;
+  s->cfg.payload_arena_bytes = g.arena_bytes;
+  if (fitted->shrunk) {
+    const std::string line = "pool " + c.name + ": " + fitted->note;
+    if (c.log) {
+      c.log(LogLine{-1, ::getpid(), true, line});
+    } else {
+      std::fprintf(stderr, "shmpool: %s\n", line.c_str());
+    }
+  }
   auto seg = detail::create_segment(c.name, g);
   if (!seg.ok()) return seg.error();
   s->seg = std::move(seg.value());

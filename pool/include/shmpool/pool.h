@@ -90,12 +90,17 @@ struct PoolConfig {
   std::map<std::string, std::string> env;
   WaitStrategy wait = WaitStrategy::hybrid;
   std::chrono::nanoseconds spin{50'000};
-  std::size_t request_ring_bytes = 4u << 20;
-  std::size_t response_ring_bytes = 4u << 20;
+  // Segment sizes. Unset: automatic, 4 MiB per ring and a 64 MiB payload
+  // arena, shrunk to fit when /dev/shm cannot hold that (a container's
+  // 64 MiB: README "Containers"; one log line says what was chosen).
+  // Set: used exactly, or start fails with resource_error/shm_exhausted.
+  // status().config shows the effective sizes.
+  std::optional<std::size_t> request_ring_bytes;   // largest request frame, payload included
+  std::optional<std::size_t> response_ring_bytes;  // largest response frame
   // Shared payload arena for payloads above 4 KiB, both ways (rounded up to
   // 4 KiB pages; 0 = none: payloads then travel in the rings). Pre-allocated
   // in /dev/shm with the rest of the segment. See payload.h.
-  std::size_t payload_arena_bytes = 64u << 20;
+  std::optional<std::size_t> payload_arena_bytes;
   LogCallback log;                 // worker stdout/stderr lines
   EventCallback on_event;          // worker, call and session events (see PoolEvent)
   std::function<int64_t()> clock;  // ns, for session times; default CLOCK_MONOTONIC
