@@ -734,5 +734,52 @@ TEST_F(PoolTest, WorkersAreRecycledPastMaxAgeAndMaxRss) {
   EXPECT_NE(first, 0);
 }
 
+// Handler speed: the workers' malloc keeps a large allocation on its heap
+// (read back through mallinfo2 in the worker), and 0 restores glibc's
+// defaults (it maps one of 16 MiB).
+TEST_F(PoolTest, WorkersMallocKeepsLargeAllocationsUnlessTurnedOff) {
+  const Args probe = make_args([](flexbuffers::Builder& b) { b.UInt("bytes", 16u << 20); });
+  auto tuned = start(config("malloc-on", 1, 0));
+  ASSERT_TRUE(tuned);
+  auto r = tuned->execute_anonymous("malloc_probe", probe);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_FALSE(r->value().AsMap()["mmapped"].AsBool());
+  EXPECT_EQ(r->value().AsMap()["env_mmap_threshold"].AsString().str(),
+            std::to_string(kDefaultWorkerMallocThreshold));
+  ASSERT_TRUE(tuned->shutdown().ok());
+
+  PoolConfig off = config("malloc-off", 1, 0);
+  off.worker_malloc_threshold = 0;
+  auto plain = start(off);
+  ASSERT_TRUE(plain);
+  r = plain->execute_anonymous("malloc_probe", probe);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_TRUE(r->value().AsMap()["mmapped"].AsBool());
+  EXPECT_TRUE(r->value().AsMap()["env_mmap_threshold"].IsNull());
+  ASSERT_TRUE(plain->shutdown().ok());
+
+  PoolConfig too_big = config("malloc-big", 1, 0);
+  too_big.worker_malloc_threshold = 64u << 20;
+  auto refused = Pool::start(too_big);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().type, "invalid_config");
+}
+
+// The memory the workers' malloc keeps counts in their RSS, and
+// max_worker_rss_bytes still recycles a worker that grew.
+TEST_F(PoolTest, AWorkerThatKeptMemoryIsRecycledPastMaxRss) {
+  PoolConfig c = config("malloc-rss", 1, 0);
+  c.max_worker_rss_bytes = 150u << 20;
+  auto pool = start(c);
+  ASSERT_TRUE(pool);
+  const Args churn = make_args([](flexbuffers::Builder& b) {
+    b.UInt("bytes", 24u << 20);
+    b.UInt("count", 8);  // 192 MiB, below the trim threshold (8 x 32 MiB)
+  });
+  auto r = pool->execute_anonymous("heap_churn", churn);
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  EXPECT_TRUE(eventually(*pool, [&] { return pool->status().workers[0].recycled >= 1; }));
+}
+
 }  // namespace
 }  // namespace shmpool

@@ -402,6 +402,11 @@ int main(int argc, char** argv) {
                        "Payload arena size, e.g. 16M (0: none; default: 64M, less if /dev/shm "
                        "is small)")
           ->transform(CLI::AsSizeValue(false));
+  serve_cmd
+      ->add_option("--worker-malloc-threshold", c.worker_malloc_threshold,
+                   "Workers' malloc keeps freed memory for reuse up to this allocation size, "
+                   "e.g. 32M (the default and the most; 0: glibc's defaults)")
+      ->transform(CLI::AsSizeValue(false));
   serve_opts.ring_opt =
       serve_cmd
           ->add_option("--ring-bytes", serve_opts.ring_bytes,

@@ -192,7 +192,7 @@ struct Pool::State : detail::Caller {
     detail::SpawnSpec spec;
     spec.python = cfg.python;
     spec.python_path = cfg.python_path;
-    spec.env = cfg.env;
+    spec.env = detail::worker_env(cfg.env, cfg.worker_malloc_threshold);
     spec.log = cfg.log;
     spec.slot = int(i);
     spec.args = detail::shm_worker_args(cfg.name, i, cfg.wait, cfg.spin, cfg.handler_modules);
@@ -739,6 +739,8 @@ std::optional<Error> validate(PoolConfig& c) {
   if (c.max_startup_failures == 0) return bad("max_startup_failures", "must be at least 1");
   if (c.spin.count() < 0) return bad("spin", "must not be negative");
   if (c.max_worker_age.count() < 0) return bad("max_worker_age", "must not be negative");
+  if (c.worker_malloc_threshold > kMaxWorkerMallocThreshold)
+    return bad("worker_malloc_threshold", "must be at most 32 MiB (glibc's limit)");
   return std::nullopt;
 }
 }  // namespace

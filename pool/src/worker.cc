@@ -124,7 +124,7 @@ Expected<std::unique_ptr<Worker>> Worker::start(WorkerOptions opt) {
   detail::SpawnSpec spec;
   spec.python = opt.python;
   spec.python_path = opt.python_path;
-  spec.env = opt.env;
+  spec.env = detail::worker_env(opt.env, opt.worker_malloc_threshold);
   spec.log = opt.log;
   spec.slot = 0;
   if (opt.transport == Transport::shm) {

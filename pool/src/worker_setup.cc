@@ -4,6 +4,9 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
+
 #include "pool/src/shm_channel.h"
 #include "pool/src/stale_segment.h"
 
@@ -67,6 +70,22 @@ Expected<std::unique_ptr<ipc::Segment>> create_segment(const std::string& name,
 
 uint64_t arena_bytes_for(std::size_t configured) {
   return (uint64_t(configured) + ipc::kArenaPage - 1) / ipc::kArenaPage * ipc::kArenaPage;
+}
+
+std::map<std::string, std::string> worker_env(const std::map<std::string, std::string>& env,
+                                              std::size_t malloc_threshold) {
+  std::map<std::string, std::string> out = env;
+  if (malloc_threshold == 0) return out;
+  malloc_threshold = std::min(malloc_threshold, kMaxWorkerMallocThreshold);  // glibc ignores more
+  auto set_unless_given = [&](const char* key, uint64_t value) {
+    if (out.count(key) || std::getenv(key)) return;
+    out[key] = std::to_string(value);
+  };
+  // A fixed mmap threshold also turns off glibc's dynamic one, which rises
+  // only after the first large free and is undone by trimming.
+  set_unless_given("MALLOC_MMAP_THRESHOLD_", malloc_threshold);
+  set_unless_given("MALLOC_TRIM_THRESHOLD_", uint64_t(malloc_threshold) * 8);
+  return out;
 }
 
 std::vector<std::string> shm_worker_args(const std::string& pool, uint32_t slot, WaitStrategy w,

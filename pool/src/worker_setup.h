@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -26,6 +27,12 @@ Expected<std::unique_ptr<ipc::Segment>> create_segment(const std::string& name,
 
 // A configured arena size rounded up to whole arena pages.
 uint64_t arena_bytes_for(std::size_t configured);
+
+// The environment a worker gets on top of ours: `env`, plus the malloc
+// settings for `malloc_threshold` (0: none) unless `env` or our own
+// environment sets them.
+std::map<std::string, std::string> worker_env(const std::map<std::string, std::string>& env,
+                                              std::size_t malloc_threshold);
 
 std::vector<std::string> shm_worker_args(const std::string& pool, uint32_t slot, WaitStrategy w,
                                          std::chrono::nanoseconds spin,

@@ -278,3 +278,39 @@ def alloc_and_die(args, ctx):
 def alloc_and_fail(args, ctx):
     ctx.alloc_output(int(args["n"]))
     raise RuntimeError("failed after allocating")
+
+
+def _mallinfo2():
+    import ctypes
+
+    class Mallinfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in (
+            "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+            "uordblks", "fordblks", "keepcost")]
+
+    libc = ctypes.CDLL(None)
+    libc.mallinfo2.restype = Mallinfo2
+    libc.malloc.restype = ctypes.c_void_p
+    libc.malloc.argtypes = [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    return libc
+
+
+@command("malloc_probe")
+def malloc_probe(args, ctx):
+    """Whether glibc serves an allocation of `bytes` by mmap (hblks grows)
+    or from the heap: reads back the worker's malloc settings."""
+    libc = _mallinfo2()
+    before = libc.mallinfo2().hblks
+    p = libc.malloc(int(args["bytes"]))
+    mapped = libc.mallinfo2().hblks > before
+    libc.free(p)
+    return {"mmapped": bool(mapped),
+            "env_mmap_threshold": os.environ.get("MALLOC_MMAP_THRESHOLD_")}
+
+
+@command("heap_churn")
+def heap_churn(args, ctx):
+    """Allocates `count` buffers of `bytes`, touches them, frees them all."""
+    bufs = [bytearray(int(args["bytes"])) for _ in range(int(args["count"]))]
+    return {"held": sum(len(b) for b in bufs)}

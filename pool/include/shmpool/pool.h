@@ -90,6 +90,10 @@ struct PoolConfig {
   std::map<std::string, std::string> env;
   WaitStrategy wait = WaitStrategy::hybrid;
   std::chrono::nanoseconds spin{50'000};
+  // Workers' malloc keeps memory for reuse up to this allocation size (see
+  // WorkerOptions::worker_malloc_threshold; 0: glibc's defaults). Kept
+  // memory counts in RSS: max_worker_rss_bytes recycles a worker that grew.
+  std::size_t worker_malloc_threshold = kDefaultWorkerMallocThreshold;
   // Segment sizes. Unset: automatic, 4 MiB per ring and a 64 MiB payload
   // arena, shrunk to fit when /dev/shm cannot hold that (a container's
   // 64 MiB: README "Containers"; one log line says what was chosen).

@@ -56,6 +56,11 @@ struct LogLine {
 };
 using LogCallback = std::function<void(const LogLine&)>;
 
+// WorkerOptions/PoolConfig::worker_malloc_threshold: the default and the
+// largest value glibc accepts on 64-bit (HEAP_MAX_SIZE / 2).
+inline constexpr std::size_t kDefaultWorkerMallocThreshold = 32u << 20;
+inline constexpr std::size_t kMaxWorkerMallocThreshold = 32u << 20;
+
 struct WorkerOptions {
   Transport transport = Transport::shm;
   // Interpreter; empty = the one shmpool was configured with (Python3_EXECUTABLE).
@@ -69,6 +74,13 @@ struct WorkerOptions {
   std::chrono::milliseconds startup_timeout{10'000};
   WaitStrategy wait = WaitStrategy::hybrid;
   std::chrono::nanoseconds spin{50'000};
+  // The worker's glibc malloc serves allocations up to this size from its
+  // heap and keeps freed memory for the next call (MALLOC_MMAP_THRESHOLD_,
+  // and MALLOC_TRIM_THRESHOLD_ at 8x), instead of mapping and unmapping
+  // numpy's large temporaries on every call. At most 32 MiB; 0: glibc's
+  // defaults. Either variable in `env` or our environment wins. See README
+  // "Handler speed".
+  std::size_t worker_malloc_threshold = kDefaultWorkerMallocThreshold;
   std::size_t request_ring_bytes = 4u << 20;   // largest request frame, payload included
   std::size_t response_ring_bytes = 4u << 20;  // largest response frame
   // Shared payload arena for payloads above 4 KiB (rounded up to 4 KiB
