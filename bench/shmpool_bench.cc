@@ -15,6 +15,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -51,6 +52,10 @@ shmpool::Worker& worker(Transport t) {
     o.request_ring_bytes = 8u << 20;
     o.response_ring_bytes = 8u << 20;
     o.payload_arena_bytes = 256u << 20;  // 64 MiB in place + echo output + a copy
+    o.handler_modules = {SHMPOOL_BENCH_DIR "/real_handlers.py"};  // BM_Real
+    // The pipe-JSON peer stands for a plain Python process: glibc's malloc
+    // defaults (shm workers get the pool's, see BM_Real).
+    if (t == Transport::pipe_json) o.worker_malloc_threshold = 0;
     auto started = shmpool::Worker::start(o);
     if (!started.ok()) {
       std::fprintf(stderr, "cannot start worker: %s\n", started.error().to_string().c_str());
@@ -148,9 +153,10 @@ class ZmqWorkerProcess {
   explicit ZmqWorkerProcess(int index) {
     endpoint_ = "ipc:///tmp/shmpool-bench-" + std::to_string(::getpid()) + "-" +
                 std::to_string(index) + ".sock";
-    std::vector<std::string> args = {SHMPOOL_PYTHON, "-m",      "python_shm_worker",
-                                     "--transport",  "zmq-ipc", "--endpoint",
-                                     endpoint_};
+    std::vector<std::string> args = {
+        SHMPOOL_PYTHON, "-m",         "python_shm_worker",
+        "--transport",  "zmq-ipc",    "--endpoint",
+        endpoint_,      "--handlers", SHMPOOL_BENCH_DIR "/real_handlers.py"};
     std::vector<char*> argv;
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -420,6 +426,158 @@ void BM_Memcpy(benchmark::State& state) {
   std::sort(lat.begin(), lat.end());
   if (!lat.empty()) state.counters["p50_us"] = lat[lat.size() / 2];
   state.SetBytesProcessed(int64_t(state.iterations()) * int64_t(n));
+}
+
+// Real workloads (bench/real_handlers.py): numpy rfft returning the
+// spectrum as a payload, sha256 and zlib, on the same bytes over shm,
+// pipe-JSON and ZeroMQ, and the compute floor: the same function in a loop
+// inside one plain Python process (bench/real_floor.py), with glibc's malloc
+// defaults and with the settings a pool gives its workers. Counters: p50/p99
+// end to end, handler_us (the handler's own compute, median) and faults
+// (minor page faults per call, median). Each reply is checked against the
+// floor's result (sha256 digest, zlib length and crc, the spectrum's DC term).
+enum RealWork { kRfft = 0, kSha256 = 1, kZlib = 2 };
+constexpr int64_t kFloorDefault = 3, kFloorTuned = 4;
+const char* real_work_name(int64_t w) {
+  return w == kRfft ? "rfft" : w == kSha256 ? "sha256" : "zlib";
+}
+
+// The input of a case: float64 samples of two tones for rfft, text-like
+// bytes for sha256 and zlib; also written to a file for the floor.
+std::vector<uint8_t> real_input(int64_t work, size_t n) {
+  std::vector<uint8_t> data(n);
+  if (work == kRfft) {
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+      const double x = std::sin(double(i / 8) * 0.01) + 0.5 * std::sin(double(i / 8) * 0.37);
+      std::memcpy(&data[i], &x, 8);
+    }
+  } else {
+    uint32_t seed = 12345;
+    for (size_t i = 0; i < n; ++i) {
+      seed = seed * 1103515245u + 12345u;
+      data[i] = uint8_t("shmpool calls python at memory speed 0123456789\n"[(seed >> 16) % 48]);
+    }
+  }
+  return data;
+}
+
+struct FloorResult {
+  double p50_us = 0, p99_us = 0, faults = 0;
+  std::string check;  // the result's fingerprint, as the handlers report it
+};
+
+// Runs real_floor.py on `data`: tuned selects the pool's malloc settings.
+std::optional<FloorResult> run_floor(int64_t work, const std::vector<uint8_t>& data, bool tuned,
+                                     int reps) {
+  const std::string path =
+      "/tmp/shmpool-bench-real-" + std::to_string(::getpid()) + "-" + std::to_string(work);
+  {
+    std::ofstream f(path, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(data.data()), std::streamsize(data.size()));
+  }
+  const std::string malloc_env =
+      tuned ? "MALLOC_MMAP_THRESHOLD_=" + std::to_string(shmpool::kDefaultWorkerMallocThreshold) +
+                  " MALLOC_TRIM_THRESHOLD_=" +
+                  std::to_string(8 * shmpool::kDefaultWorkerMallocThreshold)
+            : "-u MALLOC_MMAP_THRESHOLD_ -u MALLOC_TRIM_THRESHOLD_";
+  const std::string cmd = "env " + malloc_env +
+                          " PYTHONPATH=" SHMPOOL_PYTHON_DIR " " SHMPOOL_PYTHON " " SHMPOOL_BENCH_DIR
+                          "/real_floor.py " +
+                          real_work_name(work) + " " + path + " " + std::to_string(reps);
+  FILE* p = ::popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[512];
+  while (p && std::fgets(buf, sizeof buf, p)) out += buf;
+  const int rc = p ? ::pclose(p) : -1;
+  ::unlink(path.c_str());
+  if (rc != 0) return std::nullopt;
+  auto field = [&](const char* key) {
+    auto at = out.find(std::string("\"") + key + "\": ");
+    return at == std::string::npos ? std::string() : out.substr(at + std::strlen(key) + 4);
+  };
+  FloorResult r;
+  r.p50_us = std::atof(field("p50_us").c_str());
+  r.p99_us = std::atof(field("p99_us").c_str());
+  r.faults = std::atof(field("faults").c_str());
+  const std::string key = work == kRfft ? "dc" : work == kSha256 ? "digest" : "crc";
+  std::string v = field(key.c_str());
+  r.check = v.substr(0, v.find_first_of(",}"));
+  return r;
+}
+
+// The fingerprint of a handler's reply, in real_floor.py's JSON spelling.
+std::string reply_check(int64_t work, const shmpool::Reply& r) {
+  auto m = r.value().AsMap();
+  if (work == kSha256) return "\"" + m["digest"].AsString().str() + "\"";
+  if (work == kZlib) return std::to_string(m["crc"].AsUInt64());
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", m["dc"].AsDouble());
+  return buf;
+}
+
+void BM_Real(benchmark::State& state) {
+  const int64_t work = state.range(0), transport = state.range(2);
+  const size_t n = size_t(state.range(1));
+  const std::vector<uint8_t> data = real_input(work, n);
+  auto floor = run_floor(work, data, transport == kFloorTuned, 31);
+  if (!floor) {
+    state.SkipWithError("bench/real_floor.py failed");
+    return;
+  }
+  if (transport >= kFloorDefault) {
+    for (auto _ : state) state.SetIterationTime(floor->p50_us * 1e-6);
+    state.counters["p50_us"] = floor->p50_us;
+    state.counters["p99_us"] = floor->p99_us;
+    state.counters["handler_us"] = floor->p50_us;
+    state.counters["faults"] = floor->faults;
+    return;
+  }
+  const std::string command = std::string("real_") + real_work_name(work);
+  std::vector<double> lat, handler, faults;
+  for (int i = -1; i < int(state.max_iterations); ++i) {  // -1: the warm-up call
+    auto t0 = Clock::now();
+    auto r = call_on(transport, command, shmpool::empty_args(), data);
+    auto t1 = Clock::now();
+    if (!r.ok()) return (void)fail(state, r.error());
+    // Checked outside the timed region, against the floor's result.
+    const std::string got = reply_check(work, *r);
+    const bool same =
+        work == kRfft ? std::fabs(std::atof(got.c_str()) - std::atof(floor->check.c_str())) <=
+                                1e-9 * std::max(1.0, std::fabs(std::atof(floor->check.c_str()))) &&
+                            r->payload().size() == (n / 16 + 1) * 16
+                      : got == floor->check;
+    if (!same) {
+      return (void)fail(state, shmpool::make_error(shmpool::Category::protocol_error, "bad_reply",
+                                                   "result differs from the floor's: " + got +
+                                                       " vs " + floor->check));
+    }
+    if (i < 0) continue;
+    lat.push_back(std::chrono::duration<double, std::micro>(t1 - t0).count());
+    handler.push_back(r->value().AsMap()["us"].AsDouble());
+    faults.push_back(double(r->value().AsMap()["faults"].AsInt64()));
+  }
+  for (auto _ : state)
+    state.SetIterationTime(lat[size_t(state.iterations() - 1) % lat.size()] * 1e-6);
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  std::sort(lat.begin(), lat.end());
+  state.counters["p50_us"] = lat[lat.size() / 2];
+  state.counters["p99_us"] = lat[std::min(lat.size() - 1, lat.size() * 99 / 100)];
+  state.counters["handler_us"] = median(handler);
+  state.counters["faults"] = median(faults);
+  state.counters["floor_us"] = floor->p50_us;
+}
+
+void real_cases(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"work", "bytes", "transport"});
+  const std::pair<int64_t, int64_t> cases[] = {
+      {kRfft, 1 << 20}, {kRfft, 8 << 20}, {kSha256, 1 << 20}, {kSha256, 8 << 20}, {kZlib, 1 << 20}};
+  for (auto [w, n] : cases)
+    for (int64_t t :
+         {int64_t(Transport::shm), int64_t(Transport::pipe_json), kZmq, kFloorDefault, kFloorTuned})
+      b->Args({w, n, t});
 }
 
 void bulk_cases(benchmark::internal::Benchmark* b) {
@@ -749,6 +907,11 @@ BENCHMARK(BM_Memcpy)
     ->Arg(64 << 20)
     ->UseManualTime()
     ->MinTime(0.2);
+BENCHMARK(BM_Real)
+    ->Apply(real_cases)
+    ->UseManualTime()
+    ->Iterations(31)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_PoolPing)->Apply(pool_transports)->UseManualTime()->Repetitions(5);
 BENCHMARK(BM_ClientPing)->UseManualTime();
 BENCHMARK(BM_PoolThroughput)
@@ -808,6 +971,36 @@ class TableReporter : public benchmark::ConsoleReporter {
   // BM_Bulk: (op, bytes) -> mode -> p50 us; BM_Memcpy: bytes -> p50 us.
   std::map<std::pair<int64_t, int64_t>, std::map<int64_t, double>> bulk;
   std::map<int64_t, double> memcpy_p50;
+  // BM_Real: (work, bytes) -> transport (0-2, 3/4 the floors) -> figures.
+  struct RealRow {
+    double p50 = 0, p99 = 0, handler = 0, faults = 0;
+  };
+  std::map<std::pair<int64_t, int64_t>, std::map<int64_t, RealRow>> real;
+
+  void PrintRealTable() const {
+    if (real.empty()) return;
+    std::printf(
+        "\n| work | bytes | floor (default malloc): compute p50 us, faults | floor (pool's malloc) "
+        "| "
+        "shm: p50 / p99 us, handler us, faults | pipe_json: p50 us, handler us, faults | zmq: p50 "
+        "us, handler us, faults | shm handler / floor | shm p50 - floor |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (const auto& [key, t] : real) {
+      auto at = [&](int64_t i) {
+        auto it = t.find(i);
+        return it == t.end() ? RealRow{} : it->second;
+      };
+      const RealRow fd = at(kFloorDefault), ft = at(kFloorTuned), shm = at(0), pipe = at(1),
+                    zmq = at(kZmq);
+      const double floor_us = std::min(fd.p50 > 0 ? fd.p50 : 1e300, ft.p50 > 0 ? ft.p50 : 1e300);
+      std::printf(
+          "| %s | %lld MiB | %.0f, %.0f | %.0f, %.0f | %.0f / %.0f, %.0f, %.0f | %.0f, %.0f, %.0f "
+          "| %.0f, %.0f, %.0f | %.2f | %+.0f us |\n",
+          real_work_name(key.first), (long long)(key.second >> 20), fd.p50, fd.faults, ft.p50,
+          ft.faults, shm.p50, shm.p99, shm.handler, shm.faults, pipe.p50, pipe.handler, pipe.faults,
+          zmq.p50, zmq.handler, zmq.faults, shm.handler / floor_us, shm.p50 - floor_us);
+    }
+  }
 
   static int64_t arg(const std::string& name, const char* key) {
     auto p = name.find(key);
@@ -823,6 +1016,15 @@ class TableReporter : public benchmark::ConsoleReporter {
       const bool median = r.run_type == Run::RT_Aggregate && r.aggregate_name == "median";
       if (r.error_occurred || (r.run_type != Run::RT_Iteration && !median)) continue;
       std::string name = median ? r.run_name.str() : r.benchmark_name();
+      if (name.rfind("BM_Real/", 0) == 0) {
+        auto get = [&](const char* k) {
+          auto c = r.counters.find(k);
+          return c == r.counters.end() ? 0.0 : c->second.value;
+        };
+        real[{arg(name, "work:"), arg(name, "bytes:")}][arg(name, "transport:")] = {
+            get("p50_us"), get("p99_us"), get("handler_us"), get("faults")};
+        continue;
+      }
       if (auto c = r.counters.find("p50_us"); c != r.counters.end()) {
         if (name.rfind("BM_Bulk/", 0) == 0) {
           bulk[{arg(name, "op:"), arg(name, "bytes:")}][arg(name, "mode:")] = c->second.value;
@@ -898,6 +1100,7 @@ class TableReporter : public benchmark::ConsoleReporter {
 
   void PrintTable() const {
     PrintBulkTable();
+    PrintRealTable();
     std::printf(
         "\n| case | shm p50 (us) | shm p99 (us) | pipe_json p50 (us) | pipe_json p99 (us) | "
         "zmq p50 (us) | zmq p99 (us) | vs pipe_json | vs zmq |\n");
