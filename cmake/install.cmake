@@ -4,7 +4,7 @@
 include(CMakePackageConfigHelpers)
 
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/pool/include/shmpool DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(FILES ${CMAKE_BINARY_DIR}/generated/shmpool/schema/envelope_generated.h
+install(FILES ${PROJECT_BINARY_DIR}/generated/shmpool/schema/envelope_generated.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/shmpool/schema)
 install(TARGETS shmpool shmpool_ipc shmpool_schemas EXPORT shmpoolTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
@@ -14,8 +14,8 @@ install(DIRECTORY ${SHMPOOL_PYTHON_DIR}/python_shm_worker DESTINATION ${SHMPOOL_
         PATTERN __pycache__ EXCLUDE)
 
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/shmpoolConfig.cmake.in
-  ${CMAKE_BINARY_DIR}/shmpoolConfig.cmake INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/shmpool)
-write_basic_package_version_file(${CMAKE_BINARY_DIR}/shmpoolConfigVersion.cmake
+  ${PROJECT_BINARY_DIR}/shmpoolConfig.cmake INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/shmpool)
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/shmpoolConfigVersion.cmake
   COMPATIBILITY SameMinorVersion)
-install(FILES ${CMAKE_BINARY_DIR}/shmpoolConfig.cmake ${CMAKE_BINARY_DIR}/shmpoolConfigVersion.cmake
+install(FILES ${PROJECT_BINARY_DIR}/shmpoolConfig.cmake ${PROJECT_BINARY_DIR}/shmpoolConfigVersion.cmake
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/shmpool)
