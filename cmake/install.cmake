@@ -19,3 +19,12 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/shmpoolConfigVersion.cmak
   COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/shmpoolConfig.cmake ${PROJECT_BINARY_DIR}/shmpoolConfigVersion.cmake
         DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/shmpool)
+
+# The installed headers find the package of their own prefix (worker.h).
+file(RELATIVE_PATH SHMPOOL_PYTHON_PATH_FROM_HEADERS ${CMAKE_INSTALL_FULL_INCLUDEDIR}/shmpool
+     ${CMAKE_INSTALL_FULL_LIBDIR}/shmpool/python)
+configure_file(${PROJECT_SOURCE_DIR}/cmake/shmpool_install_layout.h.in
+               ${PROJECT_BINARY_DIR}/install-headers/shmpool_install_layout.h @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/install-headers/shmpool_install_layout.h
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/shmpool)
+
