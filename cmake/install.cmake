@@ -28,3 +28,8 @@ configure_file(${PROJECT_SOURCE_DIR}/cmake/shmpool_install_layout.h.in
 install(FILES ${PROJECT_BINARY_DIR}/install-headers/shmpool_install_layout.h
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/shmpool)
 
+# pkg-config: `pkg-config --cflags --libs shmpool`.
+file(RELATIVE_PATH SHMPOOL_PC_PREFIX_FROM_PCDIR ${CMAKE_INSTALL_FULL_LIBDIR}/pkgconfig
+     ${CMAKE_INSTALL_PREFIX})
+configure_file(${PROJECT_SOURCE_DIR}/cmake/shmpool.pc.in ${PROJECT_BINARY_DIR}/shmpool.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/shmpool.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
