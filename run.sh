@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # shmpool's one entry point. See README.md.
 #   ./run.sh demo    build, start real Python workers, run the headline benchmark, print a table
-#   ./run.sh test    build, run the whole test suite (ctest), unit+multiprocess under ASan and TSan, a fuzz smoke
+#   ./run.sh test    build, run the whole test suite (ctest), the library in Release with GCC and Clang,
+#                    unit+multiprocess under ASan and TSan, a fuzz smoke
 #   ./run.sh bench [--plot] [google-benchmark flags...]   run shmpool_bench (e.g. --benchmark_out=b.json,
 #                    --load 0,1,2: the busy-machine cases beside 0, 1, 2 busy loops);
 #                    --plot: all cases, then the --load set, then SVG plots and a Markdown table in build/bench-plots
@@ -16,7 +17,8 @@ PACKAGES=(cmake ninja-build g++ pkg-config
   libbenchmark-dev libgtest-dev pybind11-dev
   python3-dev python3-numpy python3-pytest python3-flatbuffers
   nlohmann-json3-dev libcli11-dev clang libclang-rt-14-dev
-  libzmq3-dev cppzmq-dev python3-zmq python3-matplotlib)
+  libzmq3-dev cppzmq-dev python3-zmq python3-matplotlib
+  dpkg-dev file)  # cpack -G DEB (dpkg-shlibdeps)
 BUILD_DIR=${SHMPOOL_BUILD_DIR:-build}
 PYTHON=/usr/bin/python3
 
@@ -40,16 +42,37 @@ ensure_packages() {
   fi
 }
 
+# configure DIR [extra cmake args]: once (RelWithDebInfo unless the args say).
+configure() {
+  local dir=$1
+  shift
+  if [ ! -f "$dir/build.ninja" ]; then
+    cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+      -DPython3_EXECUTABLE="$PYTHON" "$@"
+  fi
+}
+
 # build [DIR [extra cmake args]]: configure once, then build incrementally.
 build() {
   ensure_packages
   local dir=${1:-$BUILD_DIR}
   shift || true
-  if [ ! -f "$dir/build.ninja" ]; then
-    cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-      -DPython3_EXECUTABLE="$PYTHON" "$@"
-  fi
+  configure "$dir" "$@"
   cmake --build "$dir" -j "$(nproc)"
+}
+
+# The shipped targets (libraries, the command, the Python native core) in
+# Release with GCC and with Clang, warnings as errors: the first build type a
+# user types. No tests; the suite above runs RelWithDebInfo.
+release_builds() {
+  local cc cxx dir start
+  for cc in gcc:g++ clang:clang++; do
+    cxx=${cc#*:} dir="$BUILD_DIR-release-${cc%:*}" start=$SECONDS
+    configure "$dir" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER="$cxx" \
+      -DSHMPOOL_WERROR=ON -DSHMPOOL_BUILD_TESTS=OFF -DSHMPOOL_BUILD_BENCH=OFF
+    cmake --build "$dir" -j "$(nproc)" --target shmpool shmpool_ipc shmpool_cli _native
+    echo "run.sh: Release build with $cxx ok, no warnings ($((SECONDS - start)) s)"
+  done
 }
 
 # The unit and multi-process suites again under ASan+UBSan and TSan.
@@ -101,6 +124,7 @@ case "$cmd" in
   test)
     build
     ctest --test-dir "$BUILD_DIR" --output-on-failure --timeout 300 "$@"
+    [ "${SHMPOOL_SKIP_RELEASE:-0}" = 1 ] || release_builds
     [ "${SHMPOOL_SKIP_SANITIZERS:-0}" = 1 ] || sanitized_tests
     [ "${SHMPOOL_SKIP_FUZZ:-0}" = 1 ] || fuzz 20  # a smoke run; ./run.sh fuzz for longer
     ;;
@@ -120,7 +144,7 @@ case "$cmd" in
     fi
     ;;
   *)
-    sed -n '2,9p' "$0"
+    sed -n '2,10p' "$0"
     exit 2
     ;;
 esac

@@ -116,8 +116,16 @@ std::atomic<uint32_t> g_worker_counter{0};
 Expected<std::unique_ptr<Worker>> Worker::start(WorkerOptions opt) {
   if (opt.python.empty()) opt.python = detail::default_python();
   if (opt.name.empty()) {
-    opt.name =
-        "w" + std::to_string(::getpid()) + "-" + std::to_string(g_worker_counter.fetch_add(1));
+    // Built by appending to a new string and moved in: GCC 12 at -O3
+    // misreads basic_string::_M_replace, which `"w" + std::string` (an
+    // insert) and assigning a C string both inline, as an overlapping copy
+    // (a false -Wrestrict, GCC bug 105651).
+    std::string name(1, 'w');
+    name += std::to_string(::getpid());
+    name += '-';
+    // relaxed: only makes the name unique, orders nothing.
+    name += std::to_string(g_worker_counter.fetch_add(1, std::memory_order_relaxed));
+    opt.name = std::move(name);
   }
   auto s = std::make_unique<State>();
   ipc::WaitPolicy policy = detail::to_policy(opt.wait, opt.spin);

@@ -26,7 +26,33 @@ namespace bp = boost::process;
 namespace shmpool::detail {
 
 std::string default_python() { return SHMPOOL_DEFAULT_PYTHON; }
-std::string default_python_path() { return SHMPOOL_PYTHON_PATH; }
+namespace {
+// `dir` if it holds the python_shm_worker package.
+bool holds_package(const std::filesystem::path& dir) {
+  std::error_code ec;
+  return std::filesystem::is_regular_file(dir / "python_shm_worker" / "__init__.py", ec);
+}
+}  // namespace
+
+std::string default_python_path() {
+  // An installed program (the `shmpool` command, or any program installed
+  // into the same prefix) uses its own prefix's package, found from where
+  // the executable is now, not where it was built.
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    auto dir = (exe.parent_path() / SHMPOOL_PYTHON_PATH_FROM_BINDIR).lexically_normal();
+    if (holds_package(dir)) return dir.string();
+  }
+  return SHMPOOL_BUILD_PYTHON_PATH;
+}
+
+std::string package_path_from_header(const char* header, const char* relative) {
+  std::filesystem::path h(header);
+  if (!h.is_absolute()) return {};
+  auto dir = (h.parent_path() / relative).lexically_normal();
+  return holds_package(dir) ? dir.string() : std::string();
+}
 
 namespace {
 constexpr size_t kTailLines = 40;

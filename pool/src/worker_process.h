@@ -66,8 +66,11 @@ class WorkerProcess {
   std::deque<std::string> tail_;
 };
 
-// The configured defaults (from CMake): interpreter and package directory.
+// The configured interpreter (from CMake).
 std::string default_python();
+// The package directory when none is given: the installed package beside
+// the running executable (<exe dir>/../lib/shmpool/python) if there is one,
+// else the build tree's.
 std::string default_python_path();
 
 }  // namespace shmpool::detail

@@ -1,4 +1,6 @@
-// Starts a pool from an installed shmpool and calls the built-in ping.
+// A user's program: starts a pool and calls the built-in ping, echoes a
+// payload in place, and (given a handler module, argv[1]) calls its "where"
+// command, which reports where the workers imported python_shm_worker from.
 #include <unistd.h>
 
 #include <algorithm>
@@ -7,10 +9,11 @@
 
 #include "shmpool/pool.h"
 
-int main() {
+int main(int argc, char** argv) {
   shmpool::PoolConfig config;
   config.name = "outside-" + std::to_string(::getpid());
   config.size = 1;
+  if (argc > 1) config.handler_modules = {argv[1]};
   auto pool = shmpool::Pool::start(config);
   if (!pool.ok()) {
     std::printf("start failed: %s\n", pool.error().to_string().c_str());
@@ -21,8 +24,15 @@ int main() {
     std::printf("call failed: %s\n", reply.error().to_string().c_str());
     return 1;
   }
-  std::printf("reply %s from the installed package at %s\n", reply->json().c_str(),
-              config.python_path.c_str());
+  std::printf("ping: %s (python_path \"%s\")\n", reply->json().c_str(), config.python_path.c_str());
+  if (argc > 1) {
+    auto where = (*pool)->execute_anonymous("where");
+    if (!where.ok()) {
+      std::printf("where failed: %s\n", where.error().to_string().c_str());
+      return 1;
+    }
+    std::printf("where: %s\n", where->json().c_str());
+  }
   // A payload written in place in the arena, echoed back in place.
   auto buf = (*pool)->alloc_payload(1 << 20);
   if (!buf.ok()) {

@@ -25,11 +25,30 @@
 #include "shmpool/payload.h"
 #include "shmpool/value.h"
 
-// Where workers find the python_shm_worker package. An installed shmpool's
-// CMake package defines SHMPOOL_PACKAGE_PYTHON_PATH (its prefix's copy); in
-// the build tree the library falls back to the built package.
-#ifdef SHMPOOL_PACKAGE_PYTHON_PATH
+namespace shmpool::detail {
+// The installed python_shm_worker package's directory: `relative` resolved
+// against the directory of the installed header `header` (the __FILE__ of
+// pool.h or worker.h, as the consumer's compiler found it). "" when `header`
+// is not an absolute path or no package is there (then the library's own
+// default applies: beside the running executable, else the build tree's).
+std::string package_path_from_header(const char* header, const char* relative);
+}  // namespace shmpool::detail
+
+// Where workers find the python_shm_worker package, wherever the prefix was
+// moved:
+//  - SHMPOOL_PACKAGE_PYTHON_PATH if defined (the installed CMake package
+//    defines it from its own location);
+//  - else, for headers included from an install (CMake, pkg-config, the
+//    .deb), the package of the same prefix, found relative to this header;
+//  - else "": the library's default (the package beside the running
+//    executable's prefix, e.g. the installed `shmpool` command; else the
+//    build tree's).
+#if defined(SHMPOOL_PACKAGE_PYTHON_PATH)
 #define SHMPOOL_DEFAULT_PACKAGE_PATH SHMPOOL_PACKAGE_PYTHON_PATH
+#elif __has_include("shmpool_install_layout.h")  // only in an install, beside this header
+#include "shmpool_install_layout.h"
+#define SHMPOOL_DEFAULT_PACKAGE_PATH \
+  ::shmpool::detail::package_path_from_header(__FILE__, SHMPOOL_PYTHON_PATH_FROM_HEADERS)
 #else
 #define SHMPOOL_DEFAULT_PACKAGE_PATH ""
 #endif
