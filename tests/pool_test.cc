@@ -734,6 +734,33 @@ TEST_F(PoolTest, WorkersAreRecycledPastMaxAgeAndMaxRss) {
   EXPECT_NE(first, 0);
 }
 
+// A slot that failed to start max_startup_failures times makes calls fail
+// fast, but keeps retrying with backoff; once a start succeeds the pool
+// serves again (it used to fail fast for the rest of its life).
+TEST_F(PoolTest, FailingFastEndsWhenAStartSucceeds) {
+  const std::string counter = ::testing::TempDir() + "flaky-" + std::to_string(::getpid());
+  std::remove(counter.c_str());
+  PoolConfig c = config("flaky", 1, 0);
+  c.handler_modules.push_back(SHMPOOL_SOURCE_DIR "/tests/handlers/flaky_import.py");
+  c.env = {{"FLAKY_COUNTER", counter}, {"FLAKY_FAIL_FROM", "1"}, {"FLAKY_FAIL_UNTIL", "3"}};
+  c.max_startup_failures = 2;
+  auto pool = start(c);
+  ASSERT_TRUE(pool);
+  auto first = pool->execute_anonymous("which_start");
+  ASSERT_TRUE(first.ok()) << first.error().to_string();
+  EXPECT_EQ(first->value().AsMap()["start"].AsInt64(), 0);
+  // The worker dies; starts 1 and 2 fail (failing fast), start 3 succeeds.
+  EXPECT_FALSE(pool->execute_anonymous("exit_now").ok());
+  ASSERT_TRUE(eventually(*pool, [&] {
+    return pool->status().workers[0].restarts >= 1 && pool->status().idle == 1;
+  })) << "the pool never started a worker again after failing fast";
+  auto again = pool->execute_anonymous("which_start");
+  ASSERT_TRUE(again.ok()) << again.error().to_string();
+  EXPECT_EQ(again->value().AsMap()["start"].AsInt64(), 3);
+  ASSERT_TRUE(pool->shutdown().ok());
+  std::remove(counter.c_str());
+}
+
 // Handler speed: the workers' malloc keeps a large allocation on its heap
 // (read back through mallinfo2 in the worker), and 0 restores glibc's
 // defaults (it maps one of 16 MiB).

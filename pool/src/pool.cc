@@ -264,7 +264,7 @@ struct Pool::State : detail::Caller {
   // Starts workers for callers that wait: core slots first (lazy pools),
   // then overflow slots up to max_overflow.
   void meet_demand() {
-    if (closing.load() || failing_fast.load()) return;
+    if (closing.load()) return;
     const uint32_t waiting = seg->header().waiting.load(std::memory_order_relaxed);
     uint32_t available = live_workers(0, slot_count(), /*count_idle_only=*/true);
     for (uint32_t i = 0; i < slot_count() && available < waiting; ++i) {
@@ -302,6 +302,12 @@ struct Pool::State : detail::Caller {
         rt.ever_started = true;
         rt.starting = false;
         rt.consecutive_failures = 0;
+        if (failing_fast.load(std::memory_order_relaxed)) {
+          // A start succeeded: the failure was transient, callers wait again.
+          std::lock_guard lock(mu);
+          startup_error.reset();
+          failing_fast.store(false, std::memory_order_relaxed);
+        }
         break;
       case EventKind::start_failed: {
         emit({PoolEvent::Kind::worker_died,
@@ -320,7 +326,11 @@ struct Pool::State : detail::Caller {
           failing_fast.store(true);
           seg->header().slots_changed.ring();  // waiting callers get the startup error now
           ipc::wake_all(seg->header().queue);
-        } else if (!closing.load()) {
+        }
+        // Failing fast lasts until a start succeeds: the slot keeps trying,
+        // backing off (up to 5 s), so a transient failure (an import that
+        // failed once) does not cripple the pool for its lifetime.
+        if (!closing.load()) {
           rt.restart_at = ipc::monotonic_ns() + backoff_ns(rt.consecutive_failures);
         }
         break;
