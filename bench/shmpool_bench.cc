@@ -948,6 +948,13 @@ BENCHMARK(BM_WorkerStartup)
 
 namespace {
 
+// m[k], or `fallback` when the key is not there.
+template <class Map, class V = typename Map::mapped_type>
+V find_or(const Map& m, const typename Map::key_type& k, V fallback = V{}) {
+  auto it = m.find(k);
+  return it == m.end() ? fallback : it->second;
+}
+
 // Collects runs to print the shm vs pipe_json table after the console output.
 class TableReporter : public benchmark::ConsoleReporter {
  public:
@@ -997,12 +1004,8 @@ class TableReporter : public benchmark::ConsoleReporter {
         "us, handler us, faults | shm handler / floor | shm p50 - floor |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const auto& [key, t] : real) {
-      auto at = [&](int64_t i) {
-        auto it = t.find(i);
-        return it == t.end() ? RealRow{} : it->second;
-      };
-      const RealRow fd = at(kFloorDefault), ft = at(kFloorTuned), shm = at(0), pipe = at(1),
-                    zmq = at(kZmq);
+      const RealRow fd = find_or(t, kFloorDefault), ft = find_or(t, kFloorTuned),
+                    shm = find_or(t, 0), pipe = find_or(t, 1), zmq = find_or(t, kZmq);
       const double floor_us = std::min(fd.p50 > 0 ? fd.p50 : 1e300, ft.p50 > 0 ? ft.p50 : 1e300);
       std::printf(
           "| %s | %lld MiB | %.0f, %.0f | %.0f, %.0f | %.0f / %.0f, %.0f, %.0f | %.0f, %.0f, %.0f "
@@ -1089,12 +1092,8 @@ class TableReporter : public benchmark::ConsoleReporter {
         "zmq p50 (us) | in place vs pipe_json | in place vs zmq |\n"
         "|---|---:|---:|---:|---:|---:|---:|---:|\n");
     for (const auto& [key, modes] : bulk) {
-      auto get = [&](int64_t m) {
-        auto it = modes.find(m);
-        return it == modes.end() ? 0.0 : it->second;
-      };
-      const double in_place = get(kInPlace), copy = get(kCopy), pipe = get(kPipe),
-                   zmq = get(kZmqBulk);
+      const double in_place = find_or(modes, kInPlace), copy = find_or(modes, kCopy),
+                   pipe = find_or(modes, kPipe), zmq = find_or(modes, kZmqBulk);
       std::printf("| %s | %s | %.1f | %.1f | %.1f | %.1f | %.0fx | %.1fx |\n", ops[key.first],
                   size(key.second).c_str(), in_place, copy, pipe, zmq,
                   in_place > 0 ? pipe / in_place : 0.0, in_place > 0 ? zmq / in_place : 0.0);
@@ -1184,10 +1183,7 @@ class TableReporter : public benchmark::ConsoleReporter {
       return v > 0 ? std::string(buf) : std::string("-");
     };
     auto get = [](const TableReporter& t, const std::string& key, const char* transport) {
-      auto k = t.rows.find(key);
-      if (k == t.rows.end()) return Row{};
-      auto r = k->second.find(transport);
-      return r == k->second.end() ? Row{} : r->second;
+      return find_or(find_or(t.rows, key), transport);
     };
     std::printf(
         "\n| case | busy loops | shm p50 (us) | shm p99 (us) | pipe_json p50 (us) | pipe_json p99 "
