@@ -14,7 +14,7 @@ namespace shmpool {
 
 enum class Category {
   timeout_error,   // checkout_timeout, operation_timeout, startup_timeout
-  worker_error,    // worker_crashed, startup_failed, worker_exited
+  worker_error,    // worker_crashed, startup_failed, worker_unavailable
   protocol_error,  // corrupt_frame, invalid_response, unexpected_response
   handler_error,   // handler_exception, unknown_command
   resource_error,  // pool_not_available, shm_exhausted, payload_too_large, ...
