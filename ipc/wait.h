@@ -121,6 +121,14 @@ SpinResult spin_until(Ready&& ready, int64_t spin_end_ns, int64_t deadline_ns) {
   }
 }
 
+// True when a hybrid wait should not poll at all: the process it waits for
+// last ran on this thread's CPU (policy.peer_cpu), so it is not running now,
+// and polling would only keep it off the core.
+inline bool beside_peer(const WaitPolicy& policy) {
+  return policy.strategy == WaitStrategy::hybrid && policy.peer_cpu != 0 &&
+         policy.peer_cpu == current_cpu();
+}
+
 // The end of the polling phase for a hybrid wait under `policy`: now plus
 // the budget's choice (or spin_ns without one); 0 means "tight polls only".
 // Pass the same policy to finish_spin() with the outcome.
@@ -175,9 +183,7 @@ template <class Ready>
 WaitResult wait_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns,
                       const WaitPolicy& policy) {
   if (ready()) return WaitResult::ready;
-  const bool beside_peer = policy.strategy == WaitStrategy::hybrid && policy.peer_cpu != 0 &&
-                           policy.peer_cpu == current_cpu();
-  if (policy.strategy != WaitStrategy::block && !beside_peer) {
+  if (policy.strategy != WaitStrategy::block && !beside_peer(policy)) {
     const int64_t spin_end =
         policy.strategy == WaitStrategy::spin ? INT64_MAX : spin_end_for(policy);
     const SpinResult r = spin_until(ready, spin_end, deadline_ns);

@@ -244,18 +244,17 @@ class ShmWorker {
     for (;;) {
       ipc::Frame frame;
       ipc::Errc e = requests_.peek(&frame);
-      // Polling is futile when the caller that sent the last request ran on
-      // our CPU: it is waiting for our reply there, so it is not running.
-      const bool beside_caller = policy_.strategy == ipc::WaitStrategy::hybrid &&
-                                 requests_.producer_cpu() != 0 &&
-                                 requests_.producer_cpu() == ipc::current_cpu();
-      if (e == ipc::Errc::empty && policy_.strategy != ipc::WaitStrategy::block && !beside_caller) {
+      // The caller that sent the last request waits for our reply on the CPU
+      // it sent from: if that is ours, it is not running and polling is futile.
+      ipc::WaitPolicy poll = policy_;
+      poll.budget = &idle_budget_;
+      poll.peer_cpu = requests_.producer_cpu();
+      if (e == ipc::Errc::empty && policy_.strategy != ipc::WaitStrategy::block &&
+          !ipc::beside_peer(poll)) {
         // Hot path: poll while polling pays (the idle budget learns it, at
         // most spin_ns and 1 ms), keeping the GIL (releasing and re-taking
         // it costs more than a whole round trip). Other Python threads wait
         // at most this long; then we sleep without the GIL.
-        ipc::WaitPolicy poll = policy_;
-        poll.budget = &idle_budget_;
         const int64_t spin_end =
             policy_.strategy == ipc::WaitStrategy::spin
                 ? ipc::monotonic_ns() + std::min<int64_t>(policy_.spin_ns, 1'000'000)
