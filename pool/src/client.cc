@@ -15,7 +15,7 @@
 #include "ipc/segment.h"
 #include "ipc/session_table.h"
 #include "ipc/slot_table.h"
-#include "pool/src/caller.h"
+#include "pool/src/call_path.h"
 #include "pool/src/shm_channel.h"
 #include "pool/src/stale_segment.h"
 #include "pool/src/worker_setup.h"
@@ -23,16 +23,58 @@
 namespace shmpool {
 
 namespace {
-int64_t ms_to_ns(std::chrono::milliseconds ms) { return int64_t(ms.count()) * 1'000'000; }
+
+// A guest's part on the call path: it refuses calls once the owner died,
+// and stops waiting for a worker when the owner died or the pool closes.
+// Failed workers are the owner's to kill (it alone can trust its children's
+// pids): a guest only releases their slot dead.
+class GuestRole final : public detail::CallRole {
+ public:
+  GuestRole(const ipc::Segment& seg, const std::atomic<bool>& owner_dead, std::string pool_name)
+      : seg_(seg), owner_dead_(owner_dead), pool_name_(std::move(pool_name)) {}
+
+  std::optional<Error> refuse() const override {
+    if (!owner_dead_.load(std::memory_order_acquire)) return std::nullopt;
+    return pool_not_available();
+  }
+  bool checkout_blocked() const override {
+    return owner_dead_.load(std::memory_order_relaxed) || closing();
+  }
+  Error blocked_error() const override {
+    if (owner_dead_.load(std::memory_order_acquire)) return pool_not_available();
+    return make_error(Category::resource_error, "pool_shutting_down", "the pool is shutting down");
+  }
+
+  Error pool_not_available() const {
+    return make_error(Category::resource_error, std::string(detail::kPoolNotAvailable),
+                      "the pool's owner process has died")
+        .with("pool_name", pool_name_)
+        .with("owner_pid", std::to_string(seg_.header().owner_pid));
+  }
+
+ private:
+  bool closing() const {
+    return seg_.header().pool_state.load(std::memory_order_acquire) ==
+           uint32_t(ipc::PoolState::closing);
+  }
+  const ipc::Segment& seg_;
+  const std::atomic<bool>& owner_dead_;
+  std::string pool_name_;
+};
+
 }  // namespace
 
-struct Client::State : detail::Caller {
+struct Client::State {
+  std::string pool_name;
   ClientOptions opt;
+  std::shared_ptr<ipc::Segment> seg;
+  std::shared_ptr<detail::ArenaHandle> arena;
   ipc::WaitPolicy policy;
-  std::vector<std::unique_ptr<detail::ShmChannel>> channels;  // one per slot; used by its holder
   // Written once by the watcher (release, then the doorbells are rung);
-  // read by callers and their ShmChannels (acquire) when a wait ends.
+  // read by callers and their channels (acquire) when a wait ends.
   std::atomic<bool> owner_dead{false};
+  std::unique_ptr<GuestRole> role;
+  std::unique_ptr<detail::CallPath> calls;
   int owner_pidfd = -1, stop_fd = -1;
   std::thread watcher;
 
@@ -46,8 +88,6 @@ struct Client::State : detail::Caller {
     if (stop_fd >= 0) ::close(stop_fd);
   }
 
-  uint32_t slot_count() const { return seg->slot_count(); }
-
   // The owner died: wake every wait of ours (reply waits on the response
   // doorbells, checkout waits on slots_changed).
   void watch_owner() {
@@ -60,101 +100,15 @@ struct Client::State : detail::Caller {
       if (n < 0 && detail::owner_liveness(seg->header()) == detail::OwnerLiveness::dead) break;
     }
     owner_dead.store(true, std::memory_order_release);
-    for (uint32_t i = 0; i < slot_count(); ++i) seg->slot(i).response.data.ring();
+    for (uint32_t i = 0; i < seg->slot_count(); ++i) seg->slot(i).response.data.ring();
     seg->header().slots_changed.ring();
     ipc::wake_all(seg->header().queue);
-    emit({PoolEvent::Kind::pool_lost,
-          ipc::monotonic_ns(),
-          -1,
-          0,
-          {},
-          "owner " + std::to_string(seg->header().owner_pid) + " died"});
-  }
-
-  Error pool_not_available() const {
-    return make_error(Category::resource_error, std::string(detail::kPoolNotAvailable),
-                      "the pool's owner process has died")
-        .with("pool_name", pool_name)
-        .with("owner_pid", std::to_string(seg->header().owner_pid));
-  }
-
-  bool closing() const {
-    return seg->header().pool_state.load(std::memory_order_acquire) ==
-           uint32_t(ipc::PoolState::closing);
-  }
-
-  // ---- checkout (detail::Caller) ----
-  bool checkout_blocked() const override {
-    return owner_dead.load(std::memory_order_relaxed) || closing();
-  }
-  Error checkout_blocked_error() override {
-    if (owner_dead.load(std::memory_order_acquire)) return pool_not_available();
-    return make_error(Category::resource_error, "pool_shutting_down", "the pool is shutting down");
-  }
-
-  Expected<Reply> execute(std::string_view session_id, std::string_view command, const Args& args,
-                          const ExecOptions& opt) {
-    if (!session_id.empty() && !ipc::valid_session_id(session_id)) {
-      return count(
-          with_context(make_error(Category::config_error, "invalid_session_id",
-                                  "session ids are 1-64 printable ASCII bytes without spaces"),
-                       {})
-              .with("session_id_length", std::to_string(session_id.size())));
-    }
-    if (owner_dead.load(std::memory_order_acquire)) {
-      return with_context(pool_not_available(), session_id);
-    }
-    const int64_t t0 = ipc::monotonic_ns();
-    const auto checkout_timeout = opt.checkout_timeout.value_or(this->opt.checkout_timeout);
-    const auto op_timeout = opt.operation_timeout.value_or(this->opt.operation_timeout);
-    auto co = checkout(session_id, opt.affinity, t0 + ms_to_ns(checkout_timeout), checkout_timeout);
-    if (!co.ok()) {
-      if (co.error().type != detail::kPoolNotAvailable) {
-        record_session(session_id, -1, true);
-        return count(co.error());
-      }
-      return co.error();
-    }
-    const uint32_t i = co->slot;
-    ipc::SlotData& sd = seg->slot(i);
-    detail::ShmChannel& channel = *channels[i];
-    detail::CallSpec spec;
-    spec.id = channel.next_request_id();
-    spec.session_id = session_id;
-    spec.command = command;
-    spec.args = args;
-    spec.payload = opt.payload;
-    spec.body = opt.body;
-    // The operation timeout starts now: after the checkout wait, if any.
-    spec.deadline_ns = (co->waited ? ipc::monotonic_ns() : t0) + ms_to_ns(op_timeout);
-    Expected<Reply> r = channel.call(spec);
-    if (r.ok()) r->own_payload();
-    channel.release_held();
-    sd.last_activity_ns.store(ipc::coarse_monotonic_ns(), std::memory_order_relaxed);
-    if (r.ok()) {
-      ipc::bump(sd.successes);  // we still hold the slot
-      ipc::checkin(*seg, i, co->word);
-      record_session(session_id, int32_t(i), false);
-      return r;
-    }
-    ipc::bump(sd.errors);  // we still hold the slot
-    const pid_t pid = sd.worker_pid.load(std::memory_order_relaxed);
-    if (r.error().type == detail::kPoolNotAvailable) {
-      // The owner is gone; its workers follow. Nobody will restart the slot.
-      return with_context(r.error(), session_id, int(i), pid);
-    }
-    Error e = with_context(r.error(), session_id, int(i), pid);
-    e.with("command", std::string(command));
-    if (detail::worker_must_be_replaced(e)) {
-      // Dead, so nobody checks it out again. The owner kills the worker if
-      // it still runs (it may answer late), reaps it and starts another:
-      // only the owner signals its children, whose pids it alone can trust.
-      ipc::release_as(*seg, i, co->word, ipc::SlotState::dead);
-    } else {
-      ipc::checkin(*seg, i, co->word);
-    }
-    record_session(session_id, int32_t(i), true);
-    return count(std::move(e));
+    detail::emit_event(opt.on_event, {PoolEvent::Kind::pool_lost,
+                                      ipc::monotonic_ns(),
+                                      -1,
+                                      0,
+                                      {},
+                                      "owner " + std::to_string(seg->header().owner_pid) + " died"});
   }
 };
 
@@ -168,9 +122,9 @@ Expected<std::unique_ptr<Client>> Client::attach(std::string_view pool_name,
   auto s = std::make_shared<State>();
   s->pool_name = std::string(pool_name);
   s->opt = options;
-  s->on_event = options.on_event;
   s->seg = std::move(seg.value());
   s->arena = std::make_shared<detail::ArenaHandle>(s->seg);
+  s->role = std::make_unique<GuestRole>(*s->seg, s->owner_dead, s->pool_name);
   ipc::SysError err;
   const ipc::SegmentHeader& h = s->seg->header();
   // The pidfd first, then the liveness check: an owner that dies after this
@@ -178,7 +132,7 @@ Expected<std::unique_ptr<Client>> Client::attach(std::string_view pool_name,
   s->owner_pidfd = ipc::pidfd_open(h.owner_pid, &err);
   if ((s->owner_pidfd < 0 && err.errnum == ESRCH) ||
       detail::owner_liveness(h) != detail::OwnerLiveness::alive) {
-    return s->pool_not_available();
+    return s->role->pool_not_available();
   }
   if (s->owner_pidfd < 0) {
     return make_error(Category::resource_error, "attach_failed", "cannot watch the pool's owner")
@@ -198,34 +152,33 @@ Expected<std::unique_ptr<Client>> Client::attach(std::string_view pool_name,
   // Session-lock and checkout tokens: this process's pid is in the high
   // half already; the base keeps two Clients in one process apart.
   static std::atomic<uint32_t> clients{0};
-  s->self_pid = ::getpid();
-  s->token_base = (clients.fetch_add(1) + 1) << 20;
-  s->sessions = ipc::SessionTable(s->seg->sessions(), s->seg->geometry().session_capacity,
-                                  &s->seg->header().session_lock, s->token_base);
-  s->policy = detail::to_policy(options.wait, options.spin);
-  s->checkout_policy = s->policy;
-  s->checkout_policy.spin_ns = std::min<int64_t>(s->policy.spin_ns, 2'000);
-  for (uint32_t i = 0; i < s->slot_count(); ++i) {
-    s->channels.push_back(
-        std::make_unique<detail::ShmChannel>(s->seg.get(), i, s->policy, s->arena));
-    s->channels.back()->set_abandon_flag(&s->owner_dead);
-  }
+  detail::CallSettings cs;
+  cs.pool_name = s->pool_name;
+  cs.self_pid = ::getpid();
+  cs.token_base = (clients.fetch_add(1) + 1) << 20;
+  cs.policy = detail::to_policy(options.wait, options.spin);
+  cs.checkout_policy = cs.policy;
+  cs.checkout_policy.spin_ns = std::min<int64_t>(cs.policy.spin_ns, 2'000);
+  cs.checkout_timeout = options.checkout_timeout;
+  cs.operation_timeout = options.operation_timeout;
+  cs.on_event = options.on_event;
+  s->policy = cs.policy;
+  const ipc::SessionTable sessions(s->seg->sessions(), s->seg->geometry().session_capacity,
+                                   &s->seg->header().session_lock, cs.token_base);
+  s->calls = std::make_unique<detail::CallPath>(s->seg, s->arena, sessions, std::move(cs),
+                                                *s->role, &s->owner_dead);
   s->watcher = std::thread([st = s.get()] { st->watch_owner(); });
   return std::unique_ptr<Client>(new Client(std::move(s)));
 }
 
 Expected<Reply> Client::execute_in_session(std::string_view session_id, std::string_view command,
                                            const Args& args, const ExecOptions& options) {
-  if (session_id.empty()) {
-    return s_->count(s_->with_context(
-        make_error(Category::config_error, "invalid_session_id", "the session id is empty"), {}));
-  }
-  return s_->execute(session_id, command, args, options);
+  return s_->calls->execute_in_session(session_id, command, args, options);
 }
 
 Expected<Reply> Client::execute_anonymous(std::string_view command, const Args& args,
                                           const ExecOptions& options) {
-  return s_->execute({}, command, args, options);
+  return s_->calls->execute({}, command, args, options);
 }
 
 std::future<Expected<Reply>> Client::submit(std::string session_id, std::string command, Args args,
@@ -244,7 +197,7 @@ std::future<Expected<Reply>> Client::submit(std::string session_id, std::string 
                      body = std::move(body), in_arena]() mutable {
                       if (!in_arena) options.payload = payload;
                       options.body = body;
-                      return s->execute(session_id, command, args, options);
+                      return s->calls->execute(session_id, command, args, options);
                     });
 }
 
@@ -253,13 +206,15 @@ Expected<PayloadBuffer> Client::alloc_payload(std::size_t n, std::chrono::millis
       s_->arena, n, ipc::monotonic_ns() + int64_t(timeout.count()) * 1'000'000, s_->policy);
 }
 
-Status Client::end_session(std::string_view session_id) { return s_->end_session(session_id); }
-
-std::optional<SessionInfo> Client::session(std::string_view session_id) const {
-  return s_->session(session_id);
+Status Client::end_session(std::string_view session_id) {
+  return s_->calls->end_session(session_id);
 }
 
-std::vector<SessionInfo> Client::sessions() const { return s_->list_sessions(); }
+std::optional<SessionInfo> Client::session(std::string_view session_id) const {
+  return s_->calls->session(session_id);
+}
+
+std::vector<SessionInfo> Client::sessions() const { return s_->calls->list_sessions(); }
 
 Expected<PoolSnapshot> Client::status() const { return detail::snapshot_of(*s_->seg); }
 

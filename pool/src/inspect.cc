@@ -70,13 +70,14 @@ PoolSnapshot snapshot_of(const ipc::Segment& s) {
   p.uptime_s = std::max(0.0, seconds_since(h.created_ns));
   const ipc::CallCounts calls = ipc::call_counts(s);
   p.calls = calls.successes + calls.errors;
+  p.successes = calls.successes;
   p.checkout_timeouts = h.checkout_timeouts.load(std::memory_order_relaxed);
   p.session_table_full = h.session_table_full.load(std::memory_order_relaxed);
   for (int c = 0; c <= int(Category::config_error); ++c) {
     p.errors_by_category[std::string(category_name(Category(c)))] =
         h.errors_by_category[c].load(std::memory_order_relaxed);
   }
-  p.waiting = h.waiting.load(std::memory_order_relaxed);
+  p.waiting = h.waiting.load(std::memory_order_acquire);  // pairs with CallPath::checkout
   p.active_sessions = session_table(s).active_count();
   for (int st = 0; st <= int(ipc::SlotState::dead); ++st)
     p.slots_by_state[ipc::slot_state_name(ipc::SlotState(st))] = 0;
@@ -94,7 +95,8 @@ PoolSnapshot snapshot_of(const ipc::Segment& s) {
     slot.successes = sd.successes.load(std::memory_order_relaxed);
     slot.errors = sd.errors.load(std::memory_order_relaxed);
     slot.restarts = sd.restarts.load(std::memory_order_relaxed);
-    slot.idle_s = seconds_since(int64_t(sd.last_activity_ns.load(std::memory_order_relaxed)));
+    slot.last_activity_ns = int64_t(sd.last_activity_ns.load(std::memory_order_relaxed));
+    slot.idle_s = seconds_since(slot.last_activity_ns);
     if (slot.pid != 0)
       slot.worker_age_s = seconds_since(sd.started_ns.load(std::memory_order_relaxed));
     ++p.slots_by_state[slot.state];  // "unknown" for a corrupt state byte

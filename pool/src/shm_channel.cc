@@ -4,6 +4,8 @@
 #include <cstring>
 #include <optional>
 
+#include "pool/src/reply_storage.h"
+
 namespace shmpool::detail {
 
 namespace {
@@ -19,6 +21,11 @@ Category parse_category(std::string_view s, bool* known) {
   return Category::protocol_error;
 }
 }  // namespace
+
+bool worker_must_be_replaced(const Error& e) {
+  return e.type == kWorkerGone || e.type == kOperationTimeout ||
+         e.category == Category::protocol_error;
+}
 
 Error error_from_envelope(const schema::Error* e) {
   if (!e)
@@ -54,7 +61,9 @@ void ShmChannel::release_held() {
   }
 }
 
-Expected<Reply> ShmChannel::await_hello(int64_t deadline_ns) { return await_reply(0, deadline_ns); }
+Expected<Reply> ShmChannel::await_hello(int64_t deadline_ns) {
+  return await_reply(0, deadline_ns, false);
+}
 
 Expected<Reply> ShmChannel::call(const CallSpec& spec) {
   release_held();
@@ -99,7 +108,7 @@ Expected<Reply> ShmChannel::call(const CallSpec& spec) {
     default:
       return make_error(Category::protocol_error, "corrupt_ring", "request ring failed validation");
   }
-  return await_reply(spec.id, spec.deadline_ns);
+  return await_reply(spec.id, spec.deadline_ns, spec.payload_in_ring);
 }
 
 void ShmChannel::build_request(const CallSpec& spec,
@@ -159,7 +168,7 @@ void ShmChannel::build_request(const CallSpec& spec,
   last_.repeat_ok = true;
 }
 
-Expected<Reply> ShmChannel::await_reply(uint64_t id, int64_t deadline_ns) {
+Expected<Reply> ShmChannel::await_reply(uint64_t id, int64_t deadline_ns, bool payload_in_ring) {
   ipc::SlotData& slot = segment_->slot(slot_);
   auto abandoned = [&] { return abandon_ && abandon_->load(std::memory_order_acquire); };
   auto gone = [&] {
@@ -246,12 +255,15 @@ Expected<Reply> ShmChannel::await_reply(uint64_t id, int64_t deadline_ns) {
       parts.payload = std::span<const uint8_t>(b.bytes.data() + ar->offset(), ar->length());
       parts.block = std::move(block);
     }
-    if (view.payload.empty()) {
-      responses_.release(frame);
-    } else {
+    if (!view.payload.empty() && payload_in_ring) {
       held_ = frame;
       holding_ = true;
+      return Reply(std::move(parts));
     }
+    if (!view.payload.empty()) {
+      parts.owned_payload.assign(view.payload.begin(), view.payload.end());
+    }
+    responses_.release(frame);
     return Reply(std::move(parts));
   }
 }

@@ -23,10 +23,6 @@
 
 namespace shmpool::detail {
 
-// An empty buffer for a reply's envelope copy, with the capacity of one a
-// dead Reply gave back on this thread when there is one (worker.cc).
-std::vector<uint8_t> take_envelope_buffer();
-
 struct CallSpec {
   uint64_t id = 0;
   std::string_view session_id;
@@ -35,12 +31,19 @@ struct CallSpec {
   std::span<const uint8_t> payload;
   std::span<const uint8_t> body;
   int64_t deadline_ns = 0;  // CLOCK_MONOTONIC
+  // A small reply payload may stay in the response ring until the next call
+  // on this channel (Worker::call); otherwise the Reply owns a copy.
+  bool payload_in_ring = false;
 };
 
 // Error.type values ShmChannel produces that the caller must act on.
 inline constexpr std::string_view kWorkerGone = "worker_crashed";
 inline constexpr std::string_view kOperationTimeout = "operation_timeout";
 inline constexpr std::string_view kPoolNotAvailable = "pool_not_available";
+
+// True for errors after which the worker cannot be trusted with another
+// call: it crashed, timed out, or broke the protocol.
+bool worker_must_be_replaced(const Error& e);
 
 // Payloads up to this size travel inside the frame; larger ones through the
 // payload arena (zero-copy when they are already in it), when there is one.
@@ -55,10 +58,11 @@ class ShmChannel {
 
   // Waits for the worker's hello (a Response with id 0).
   Expected<Reply> await_hello(int64_t deadline_ns);
-  // Sends the request and waits for its reply. An inline reply payload
-  // points into the response ring until release_held() or the next call; an
-  // arena one is held by the Reply.
+  // Sends the request and waits for its reply. The Reply owns its payload
+  // (an arena block it holds, or a copy), except with spec.payload_in_ring,
+  // where a small one points into the response ring until the next call.
   Expected<Reply> call(const CallSpec& spec);
+  // Gives back a reply frame still held for an in-ring payload.
   void release_held();
   // The id for the next request on this channel: ids only need to tell this
   // channel's replies apart. The slot's holder calls it (one at a time), so
@@ -69,7 +73,7 @@ class ShmChannel {
   void set_abandon_flag(const std::atomic<bool>* flag) { abandon_ = flag; }
 
  private:
-  Expected<Reply> await_reply(uint64_t id, int64_t deadline_ns);
+  Expected<Reply> await_reply(uint64_t id, int64_t deadline_ns, bool payload_in_ring);
   // Builds the request envelope into fbb_, or reuses the one already there
   // when only the id and the deadline differ.
   void build_request(const CallSpec& spec, const std::optional<schema::ArenaRef>& arena_ref,

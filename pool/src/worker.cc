@@ -29,66 +29,6 @@ std::string_view wait_strategy_name(WaitStrategy w) {
   return "hybrid";
 }
 
-namespace detail {
-namespace {
-// Envelope buffers of the Replies that died on this thread, for the next
-// replies to copy their envelopes into: a small call then allocates nothing.
-constexpr std::size_t kSpareBuffers = 4, kSpareBytes = 4096;
-// Trivially destructible, so readable while the thread's other
-// thread_locals are destroyed: 2 once the spares are gone.
-thread_local int t_spares_state = 0;
-struct Spares {
-  std::vector<std::vector<uint8_t>> buffers;
-  Spares() { t_spares_state = 1; }
-  ~Spares() { t_spares_state = 2; }
-};
-Spares* spares() {
-  if (t_spares_state == 2) return nullptr;
-  thread_local Spares s;
-  return &s;
-}
-}  // namespace
-
-std::vector<uint8_t> take_envelope_buffer() {
-  Spares* sp = spares();
-  if (!sp || sp->buffers.empty()) return {};
-  std::vector<uint8_t> v = std::move(sp->buffers.back());
-  sp->buffers.pop_back();
-  return v;
-}
-}  // namespace detail
-
-Reply::~Reply() {
-  if (storage_.capacity() == 0 || storage_.capacity() > detail::kSpareBytes) return;
-  detail::Spares* sp = detail::spares();
-  if (!sp || sp->buffers.size() >= detail::kSpareBuffers) return;
-  storage_.clear();
-  sp->buffers.push_back(std::move(storage_));
-}
-
-Reply::Reply(Parts p)
-    : id_(p.id),
-      storage_(std::move(p.storage)),
-      result_(p.result),
-      body_(p.body),
-      payload_(p.payload),
-      owned_payload_(std::move(p.owned_payload)),
-      block_(std::move(p.block)) {
-  if (!owned_payload_.empty()) payload_ = owned_payload_;
-}
-
-flexbuffers::Reference Reply::value() const {
-  if (result_.empty()) return flexbuffers::Reference();  // Null
-  return flexbuffers::GetRoot(result_.data(), result_.size());
-}
-
-void Reply::own_payload() {
-  if (!payload_.empty() && owned_payload_.empty() && !block_) {
-    owned_payload_.assign(payload_.begin(), payload_.end());
-    payload_ = owned_payload_;
-  }
-}
-
 struct Worker::State {
   WorkerOptions opt;
   std::shared_ptr<ipc::Segment> segment;  // before proc: outlives it
@@ -180,7 +120,6 @@ Expected<std::unique_ptr<Worker>> Worker::start(WorkerOptions opt) {
     return e;
   }
   s->hello = std::move(hello.value());
-  s->hello.own_payload();
   s->opt = std::move(opt);
   return std::unique_ptr<Worker>(new Worker(std::move(s)));
 }
@@ -207,6 +146,7 @@ Expected<Reply> Worker::call(std::string_view command, const Args& args,
   spec.payload = payload;
   spec.body = options.body;
   spec.deadline_ns = ipc::monotonic_ns() + int64_t(options.timeout.count()) * 1'000'000;
+  spec.payload_in_ring = true;  // until the next call (worker.h)
   Expected<Reply> r = s.shm ? s.shm->call(spec) : s.pipe->call(spec);
   if (r.ok()) return r;
   Error e = r.error();
@@ -232,7 +172,6 @@ Status Worker::stop(std::chrono::milliseconds grace) {
     spec.command = "__shutdown__";
     spec.deadline_ns = deadline;
     (void)(s.shm ? s.shm->call(spec) : s.pipe->call(spec));
-    if (s.shm) s.shm->release_held();
   }
   if (!s.proc->wait_exit(deadline)) s.proc->terminate(0);
   if (s.segment) {

@@ -143,11 +143,6 @@ Error startup_error(const Error& e, WorkerProcess& proc, std::chrono::millisecon
   return out;
 }
 
-bool worker_must_be_replaced(const Error& e) {
-  return e.type == kWorkerGone || e.type == kOperationTimeout ||
-         e.category == Category::protocol_error;
-}
-
 void finish_failed_worker(Error& e, WorkerProcess& proc, std::chrono::milliseconds timeout) {
   if (e.type == kOperationTimeout) e.with("timeout_ms", std::to_string(timeout.count()));
   if (e.type != kWorkerGone) proc.kill(SIGKILL);

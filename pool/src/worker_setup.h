@@ -46,10 +46,6 @@ void mark_worker_gone(ipc::Segment& segment, uint32_t slot);
 // timeout_error/startup_timeout.
 Error startup_error(const Error& e, WorkerProcess& proc, std::chrono::milliseconds timeout);
 
-// True for errors after which the worker cannot be trusted with another
-// call: it crashed, timed out, or broke the protocol.
-bool worker_must_be_replaced(const Error& e);
-
 // Kills the worker if it still runs (so a late reply cannot reach anyone),
 // waits for its exit and adds exit status and stderr tail to `e`.
 void finish_failed_worker(Error& e, WorkerProcess& proc, std::chrono::milliseconds timeout);

@@ -25,7 +25,8 @@ struct SlotSnapshot {
   pid_t pid = 0;      // 0 when no worker process is attached
   uint32_t generation = 0;
   uint64_t checkouts = 0, calls = 0, successes = 0, errors = 0, restarts = 0;
-  double idle_s = -1;        // since the slot's last activity; -1 = never active
+  int64_t last_activity_ns = 0;  // CLOCK_MONOTONIC of the slot's last call; 0 = never
+  double idle_s = -1;            // since the slot's last activity; -1 = never active
   double worker_age_s = -1;  // since the current worker was spawned; -1 = none
 };
 
@@ -41,7 +42,7 @@ struct PoolSnapshot {
   uint64_t arena_bytes = 0, arena_bytes_in_use = 0;  // payload arena size and live blocks' bytes
   uint32_t arena_blocks_in_use = 0, arena_pinned_blocks = 0;
   double uptime_s = 0;
-  uint64_t calls = 0, checkout_timeouts = 0, session_table_full = 0;
+  uint64_t calls = 0, successes = 0, checkout_timeouts = 0, session_table_full = 0;
   std::map<std::string, uint64_t> errors_by_category;  // every category, zeros included
   uint32_t waiting = 0;                                // callers waiting for a worker right now
   uint32_t active_sessions = 0;
