@@ -42,13 +42,27 @@ struct Geometry {
 };
 
 // Slot states (low 8 bits of SlotData::state). Zeroed memory = empty.
-//   empty    -> starting   owner spawns a worker for the slot
-//   starting -> idle       worker attached and reported ready
-//   idle     -> busy       a client checked the slot out (CAS, generation+1)
-//   busy     -> idle       the client checked it in (generation+1)
-//   idle     -> retiring   owner retires an overflow/recycled worker (CAS)
-//   any      -> dead       owner saw the worker exit
-//   dead/retiring -> empty owner reaped the process and reset the rings
+// Every transition the code makes (tests/slot_table_test.cc walks them all):
+// clang-format off
+//   from      -> to        who, when
+//   empty     -> starting  owner: launches a worker (set_state)
+//   dead      -> starting  owner: relaunches after the exit was handled (restart, recycling)
+//   starting  -> idle      owner's starter: the worker said hello
+//   starting  -> dead      owner: spawn or hello failed, or the worker exited while starting
+//   idle      -> busy      any caller: checkout (CAS, holder pid in the word)
+//   busy      -> idle      the holder: checkin
+//   busy      -> dead      the holder: its call failed and the worker must go (release_as);
+//                          the owner: the holder's process died (orphan reclaim)
+//   busy      -> retiring  the holder: the worker is due for recycling (release_as)
+//   idle      -> dead      the owner: the worker exited; a caller: it checked out a slot
+//                          whose worker is gone (release_as)
+//   idle      -> retiring  owner: retires an idle overflow worker or recycles by memory
+//   retiring  -> dead      owner: the retiring worker exited
+//   dead      -> empty     owner: a retired or overflow worker's exit was handled
+//   invalid   -> dead      owner: a word no shmpool process writes (a worker scribbled)
+// clang-format on
+// A busy slot whose worker exits stays busy: its holder sees worker_alive == 0
+// and releases it dead itself, so a new worker's frames never reach that call.
 enum class SlotState : uint8_t {
   empty = 0,
   starting = 1,
@@ -93,10 +107,10 @@ constexpr uint32_t slot_holder_pid(uint64_t word) { return uint32_t(word >> 8) &
 // clang-format off
 // | state          | owner, clients (CAS)       | all             | acq_rel CAS / acquire | stays busy: owner reclaims on owner-pid death |
 // | owner          | client after checkout      | owner           | relaxed (published by state CAS) | stale: ignored once state moves |
-// | worker_pid     | owner                      | all             | release / acquire     | -                                |
+// | worker_pid     | owner's starter, before idle | all           | relaxed (published by the idle transition's release) | - |
 // | worker_alive   | owner (1 ready, 0 gone); worker sets 1 when ready | clients waiting | release / acquire | -     |
-// | worker_epoch   | owner, +1 per new process  | clients         | release / acquire     | -                                |
-// | progress       | worker, +1 per dispatch    | owner (health)  | relaxed               | stops advancing: stuck           |
+// | reserved_epoch | nobody (was a per-process epoch nobody read) | - | -            | -                                |
+// | progress       | worker, +1 per dispatch    | nobody yet      | relaxed               | stops advancing: stuck           |
 // | calls          | worker, +1 per reply (owner zeroes it for a new worker) | owner (recycling), stats | relaxed | a count may be lost |
 // | checkouts, successes, errors | the slot's holder (one at a time: handed over by the state CAS), by bump() | all (stats) | relaxed | a count may be lost |
 // | restarts, started_ns | owner                | all (stats)     | relaxed               | a count may be lost              |
@@ -111,7 +125,7 @@ struct SlotData {
   std::atomic<uint64_t> owner{0};  // client pid << 32 | client token
   std::atomic<int32_t> worker_pid{0};
   std::atomic<uint32_t> worker_alive{0};
-  std::atomic<uint64_t> worker_epoch{0};
+  std::atomic<uint64_t> reserved_epoch{0};
   std::atomic<uint64_t> last_activity_ns{0};
   alignas(kCacheLine) std::atomic<uint64_t> progress{0};
   std::atomic<uint64_t> calls{0};
@@ -139,15 +153,14 @@ static_assert(std::atomic<int32_t>::is_always_lock_free);
 enum class PoolState : uint32_t { initializing = 0, ready = 1, closing = 2 };
 
 // Field table (writer / reader / order; what a reader sees if the writer dies):
-// | magic..rings_offset, pool_name, sessions_offset | owner at creation | all | plain, before
-// pool_state (release) | - | | pool_state      | owner (ready, closing) | all | release / acquire |
-// stays ready: attachers check owner liveness | | slots_changed   | see Doorbell (ring: checkin,
-// every owner transition) | waiters | see Doorbell | waiter sleeps to its deadline | |
-// errors_by_category, checkout_timeouts, session_table_full | any caller | status readers | relaxed
-// RMW / relaxed | a count may be lost | | waiting         | callers (+1 entering a checkout wait,
-// -1 leaving) | owner (demand) | relaxed | stays high: the owner may start one extra overflow
-// worker | | session_lock    | SessionTable (CAS 0 -> pid<<32|token, store 0) | SessionTable |
-// acquire CAS / release store | taken over once the holder pid is gone |
+// clang-format off
+// | magic..rings_offset, pool_name, sessions_offset | owner at creation | all | plain, before pool_state (release) | - |
+// | pool_state      | owner (ready, closing)          | all            | release / acquire     | stays ready: attachers check owner liveness |
+// | slots_changed   | see Doorbell (ring: checkin, every owner transition) | waiters | see Doorbell | waiter sleeps to its deadline |
+// | errors_by_category, checkout_timeouts, session_table_full | any caller | status readers | relaxed RMW / relaxed | a count may be lost |
+// | waiting         | callers: +1 (release) entering a checkout wait, -1 (relaxed) leaving | owner (demand), status | acquire: sees the waiter's ticket taken | stays high until reconciled (issue: a dead waiter's count) |
+// | session_lock    | SessionTable (CAS 0 -> pid<<32|token, store 0) | SessionTable | acquire CAS / release store | taken over once the holder pid is gone |
+// clang-format on
 struct SegmentHeader {
   uint64_t magic;
   uint32_t layout_version;

@@ -104,3 +104,86 @@ TEST_F(SlotTableTest, ContendedCheckoutsAreMutuallyExclusive) {
 
 }  // namespace
 }  // namespace shmpool::ipc
+
+namespace shmpool::ipc {
+namespace {
+
+// Every transition in segment.h's state table, made the way the code makes
+// it (the same function and, for the owner's set_state, the same from-mask),
+// in one walk through a slot's life.
+TEST(SlotStateTable, EveryTransitionTheCodeMakes) {
+  const std::string name = "slot-walk-" + std::to_string(::getpid());
+  std::unique_ptr<Segment> seg;
+  ASSERT_EQ(Segment::create(name, Geometry{1, 0, 4096, 4096}, &seg), Errc::ok);
+  auto state = [&] { return slot_state(seg->slot(0).state.load()); };
+  auto owner_sets = [&](uint32_t from_mask, SlotState to) {
+    return set_state(*seg, 0, from_mask, to) != 0;
+  };
+  const uint32_t launchable = state_bit(SlotState::empty) | state_bit(SlotState::dead);
+  const uint32_t on_exit = state_bit(SlotState::starting) | state_bit(SlotState::idle) |
+                           state_bit(SlotState::retiring);
+  uint64_t w = 0;
+  // empty -> starting -> idle (a worker starts)
+  ASSERT_TRUE(owner_sets(launchable, SlotState::starting));
+  ASSERT_TRUE(owner_sets(state_bit(SlotState::starting), SlotState::idle));
+  EXPECT_EQ(state(), SlotState::idle);
+  // idle -> busy -> idle (a call)
+  ASSERT_TRUE(try_checkout(*seg, 0, 1, &w));
+  EXPECT_EQ(state(), SlotState::busy);
+  ASSERT_TRUE(checkin(*seg, 0, w));
+  // idle -> busy -> dead (a call whose worker must go)
+  ASSERT_TRUE(try_checkout(*seg, 0, 1, &w));
+  ASSERT_TRUE(release_as(*seg, 0, w, SlotState::dead));
+  EXPECT_EQ(state(), SlotState::dead);
+  // dead -> starting -> dead (a restart that fails)
+  ASSERT_TRUE(owner_sets(launchable, SlotState::starting));
+  ASSERT_TRUE(owner_sets(kAnySlotState, SlotState::dead));
+  // dead -> starting -> idle -> dead (the idle worker exits)
+  ASSERT_TRUE(owner_sets(launchable, SlotState::starting));
+  ASSERT_TRUE(owner_sets(state_bit(SlotState::starting), SlotState::idle));
+  ASSERT_TRUE(owner_sets(on_exit, SlotState::dead));
+  // ... or a caller checks out a slot whose worker is gone and releases it dead
+  ASSERT_TRUE(owner_sets(launchable, SlotState::starting));
+  ASSERT_TRUE(owner_sets(state_bit(SlotState::starting), SlotState::idle));
+  ASSERT_TRUE(try_checkout(*seg, 0, 1, &w));
+  ASSERT_TRUE(release_as(*seg, 0, w, SlotState::dead));
+  // busy -> retiring -> dead -> empty (recycled after a call)
+  ASSERT_TRUE(owner_sets(launchable, SlotState::starting));
+  ASSERT_TRUE(owner_sets(state_bit(SlotState::starting), SlotState::idle));
+  ASSERT_TRUE(try_checkout(*seg, 0, 1, &w));
+  ASSERT_TRUE(release_as(*seg, 0, w, SlotState::retiring));
+  EXPECT_EQ(state(), SlotState::retiring);
+  ASSERT_TRUE(owner_sets(on_exit, SlotState::dead));
+  ASSERT_TRUE(owner_sets(state_bit(SlotState::dead), SlotState::empty));
+  // idle -> retiring (overflow idle, or memory) -> dead -> empty
+  ASSERT_TRUE(owner_sets(launchable, SlotState::starting));
+  ASSERT_TRUE(owner_sets(state_bit(SlotState::starting), SlotState::idle));
+  ASSERT_TRUE(owner_sets(state_bit(SlotState::idle), SlotState::retiring));
+  ASSERT_TRUE(owner_sets(on_exit, SlotState::dead));
+  ASSERT_TRUE(owner_sets(state_bit(SlotState::dead), SlotState::empty));
+  // busy -> dead by the owner (the holder's process died): release_as with the seen word
+  ASSERT_TRUE(owner_sets(launchable, SlotState::starting));
+  ASSERT_TRUE(owner_sets(state_bit(SlotState::starting), SlotState::idle));
+  ASSERT_TRUE(try_checkout(*seg, 0, 1, &w));
+  const uint64_t seen = seg->slot(0).state.load();
+  ASSERT_TRUE(release_as(*seg, 0, seen, SlotState::dead));
+  // a busy slot's worker exits: the exit's mask leaves it busy for its holder
+  ASSERT_TRUE(owner_sets(launchable, SlotState::starting));
+  ASSERT_TRUE(owner_sets(state_bit(SlotState::starting), SlotState::idle));
+  ASSERT_TRUE(try_checkout(*seg, 0, 1, &w));
+  EXPECT_FALSE(owner_sets(on_exit, SlotState::dead));
+  EXPECT_EQ(state(), SlotState::busy);
+  ASSERT_TRUE(release_as(*seg, 0, w, SlotState::dead));
+  // invalid -> dead (a scribbled word)
+  seg->slot(0).state.store(make_slot_word(99, SlotState(77)));
+  const uint64_t scribbled = seg->slot(0).state.load();
+  ASSERT_TRUE(release_as(*seg, 0, scribbled, SlotState::dead));
+  EXPECT_EQ(state(), SlotState::dead);
+  // A transition from a state the mask leaves out never happens.
+  EXPECT_FALSE(owner_sets(state_bit(SlotState::idle), SlotState::retiring));
+  seg.reset();
+  Segment::remove(name);
+}
+
+}  // namespace
+}  // namespace shmpool::ipc

@@ -155,7 +155,7 @@ Expected<std::unique_ptr<Client>> Client::attach(std::string_view pool_name,
   detail::CallSettings cs;
   cs.pool_name = s->pool_name;
   cs.self_pid = ::getpid();
-  cs.token_base = (clients.fetch_add(1) + 1) << 20;
+  cs.token_base = (clients.fetch_add(1, std::memory_order_relaxed) + 1) << 20;  // only unique
   cs.policy = detail::to_policy(options.wait, options.spin);
   cs.checkout_policy = cs.policy;
   cs.checkout_policy.spin_ns = std::min<int64_t>(cs.policy.spin_ns, 2'000);

@@ -106,7 +106,8 @@ uint32_t recycle_by_rss(const PassContext& p, const std::function<uint64_t(pid_t
 std::vector<uint32_t> slots_for_demand(const PassContext& p) {
   std::vector<uint32_t> out;
   const uint32_t n = uint32_t(p.slots.size());
-  const uint32_t waiting = p.seg.header().waiting.load(std::memory_order_relaxed);
+  // Acquire: pairs with the waiter's release increment (its ticket is taken).
+  const uint32_t waiting = p.seg.header().waiting.load(std::memory_order_acquire);
   uint32_t available = live_workers(p.seg, 0, n, /*idle_only=*/true);
   for (uint32_t i = 0; i < n && available < waiting; ++i) {
     const auto s = state_of(p.seg, i);

@@ -80,7 +80,6 @@ void Supervisor::run_starter(uint32_t i) {
   // No process uses the rings now: forget old frames, new epoch.
   seg_->request_ring(i).reset();
   seg_->response_ring(i).reset();
-  sd.worker_epoch.fetch_add(1, std::memory_order_relaxed);
   sd.calls.store(0, std::memory_order_relaxed);  // calls served by this worker
   sd.started_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
   sd.worker_alive.store(1, std::memory_order_release);  // pairs with ShmChannel's acquire
@@ -210,7 +209,8 @@ void Supervisor::on_start_failed(const SupervisorEvent& ev) {
       std::lock_guard lock(mu_);
       if (!startup_error_) startup_error_ = ev.error;
     }
-    failing_fast_.store(true);
+    // Relaxed: callers poll it, and the doorbells rung below wake them.
+    failing_fast_.store(true, std::memory_order_relaxed);
     seg_->header().slots_changed.ring();  // waiting callers get the startup error now
     ipc::wake_all(seg_->header().queue);
   }
