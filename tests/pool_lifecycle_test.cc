@@ -96,16 +96,25 @@ TEST_F(PoolTest, ASecondPoolWithTheSameNameIsRefused) {
   EXPECT_EQ(second.error().context.at("owner_pid"), std::to_string(::getpid()));
 }
 
+// The call is held (on a FIFO) until shutdown has begun, so it is in flight
+// across the start of shutdown whatever the machine's speed.
 TEST_F(PoolTest, GracefulShutdownLetsInFlightCallsFinish) {
   test::LogWatch log;
   PoolConfig c = config("graceful", 2);
   c.log = log.callback();
   auto pool = start(c);
   ASSERT_TRUE(pool);
-  auto inflight = pool->submit("s", "announce_and_sleep",
-                               make_args([](flexbuffers::Builder& b) { b.Int("ms", 200); }));
-  ASSERT_TRUE(log.wait_for_line("SLEEPING")) << "the call is in flight";
-  ASSERT_TRUE(pool->shutdown(std::chrono::seconds(10)).ok());
+  const test::Fifo fifo("graceful");
+  auto inflight = pool->submit("s", "wait_for_fifo", fifo.args());
+  ASSERT_TRUE(log.wait_for_line("BLOCKING")) << "the call is in flight";
+  Status stopped;
+  std::thread stopper([&] { stopped = pool->shutdown(std::chrono::seconds(10)); });
+  const bool began = eventually(*pool, [&] { return pool->status().shutting_down; });
+  const bool released = fifo.release();  // before any assertion: the stopper waits for the call
+  stopper.join();
+  ASSERT_TRUE(began) << "shutdown never began";
+  ASSERT_TRUE(released);
+  ASSERT_TRUE(stopped.ok());
   auto r = inflight.get();
   EXPECT_TRUE(r.ok()) << r.error().to_string();
   auto after = pool->execute_anonymous("ping");

@@ -105,20 +105,27 @@ TEST_F(PoolTest, StaleSessionsAreCleanedUpByTTLWithAnInjectedClock) {
   EXPECT_TRUE(pool->session("fresh"));
 }
 
+// Three calls of one session inside handlers at the same time (each waits at
+// a gate the test opens once it has seen all three arrive) are three
+// different workers: any worker serves any session.
 TEST_F(PoolTest, AnyWorkerServesAnySession) {
-  auto pool = start(config("stateless", 3));
+  test::LogWatch log;
+  PoolConfig c = config("stateless", 3);
+  c.log = log.callback();
+  auto pool = start(c);
   ASSERT_TRUE(pool);
+  const test::Gate gate("stateless");
   std::set<int64_t> pids;
   ExecOptions no_affinity;
   no_affinity.affinity = false;
-  // Hold two workers busy so the session must be served by different ones.
   for (int round = 0; round < 3; ++round) {
     std::vector<std::future<Expected<Reply>>> inflight;
     for (int k = 0; k < 3; ++k) {
-      inflight.push_back(pool->submit("shared", "sleep_ms",
-                                      make_args([](flexbuffers::Builder& b) { b.Int("ms", 50); }),
-                                      no_affinity));
+      inflight.push_back(pool->submit("shared", "wait_at_gate", gate.args(), no_affinity));
     }
+    ASSERT_TRUE(log.wait_for_line("AT_GATE", size_t(3 * (round + 1))))
+        << "round " << round << ": three calls of the session never were inside at once";
+    ASSERT_TRUE(gate.open(3));
     for (auto& f : inflight) {
       auto r = f.get();
       ASSERT_TRUE(r.ok()) << r.error().to_string();

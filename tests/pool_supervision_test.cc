@@ -154,18 +154,22 @@ TEST_F(PoolTest, OverflowWorkersStartWhenAllAreBusyAndRetireWhenIdle) {
   holder.join();
 }
 
+// A lazy pool starts with min_warm workers; three calls that wait at a gate
+// until all three are inside a handler need the other two started on demand.
 TEST_F(PoolTest, LazyPoolPreWarmsAndStartsTheRestOnDemand) {
+  test::LogWatch log;
   PoolConfig c = config("lazy", 3, 0);
   c.lazy = true;
   c.min_warm = 1;
+  c.log = log.callback();
   auto pool = start(c);
   ASSERT_TRUE(pool);
   EXPECT_EQ(pool->status().idle, 1u);
+  const test::Gate gate("lazy");
   std::vector<std::future<Expected<Reply>>> calls;
-  for (int i = 0; i < 3; ++i) {
-    calls.push_back(
-        pool->submit("", "sleep_ms", make_args([](flexbuffers::Builder& b) { b.Int("ms", 300); })));
-  }
+  for (int i = 0; i < 3; ++i) calls.push_back(pool->submit("", "wait_at_gate", gate.args()));
+  ASSERT_TRUE(log.wait_for_line("AT_GATE", 3)) << "the other workers were never started";
+  ASSERT_TRUE(gate.open(3));
   std::set<int64_t> pids;
   for (auto& f : calls) {
     auto r = f.get();
