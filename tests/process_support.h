@@ -1,9 +1,11 @@
 // process_support.h: included by every multi-process test binary.
 // WarmUp starts one worker before any test, so process-wide state (the
 // child-watch thread and its descriptors) exists before the leak probe first
-// counts. LogWatch collects worker output lines and waits for one.
+// counts. Fifo and Gate hold handlers until the test lets them go. LogWatch
+// collects worker output lines and waits for one.
 #pragma once
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -59,6 +61,40 @@ struct Fifo {
     if (!f) return false;
     std::fputs("go\n", f);
     return std::fclose(f) == 0;
+  }
+};
+
+// A gate for the `wait_at_gate` handler: each call prints "AT_GATE <pid>"
+// and then blocks until it takes one byte from this FIFO, so a test that has
+// seen N such lines knows N calls are inside a handler at the same time, and
+// open(N) lets them finish. The gate holds the FIFO open for reading and
+// writing (the handlers' opens never block; a byte written before a handler
+// opens waits in the pipe); closing it ends every wait (EOF).
+struct Gate {
+  std::string path;
+  int fd = -1;
+  explicit Gate(const std::string& tag)
+      : path((std::filesystem::temp_directory_path() /
+              ("shmpool-" + tag + "-" + std::to_string(::getpid()) + ".gate"))
+                 .string()) {
+    ::unlink(path.c_str());
+    EXPECT_EQ(::mkfifo(path.c_str(), 0600), 0) << path;
+    fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC);
+    EXPECT_GE(fd, 0) << path;
+  }
+  ~Gate() {
+    ::unlink(path.c_str());  // first: a handler yet to open fails instead of waiting
+    if (fd >= 0) ::close(fd);
+  }
+  Gate(const Gate&) = delete;
+  Gate& operator=(const Gate&) = delete;
+  Args args() const {
+    return make_args([&](flexbuffers::Builder& b) { b.String("gate", path); });
+  }
+  // Lets `n` waiting (or yet to arrive) calls through.
+  bool open(size_t n) const {
+    const std::string bytes(n, 'g');
+    return fd >= 0 && ::write(fd, bytes.data(), n) == ssize_t(n);
   }
 };
 

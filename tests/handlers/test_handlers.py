@@ -67,6 +67,20 @@ def wait_for_fifo(args, ctx):
         return {"got": f.readline().decode()}
 
 
+@command("wait_at_gate")
+def wait_at_gate(args, ctx):
+    """Prints a marker the test counts, then blocks until it takes one byte
+    from the FIFO args["gate"] (the test's Gate holds it open and writes a
+    byte per call it lets through); returns the worker's pid."""
+    print("AT_GATE", os.getpid(), flush=True)
+    fd = os.open(args["gate"], os.O_RDONLY)
+    try:
+        os.read(fd, 1)
+    finally:
+        os.close(fd)
+    return {"pid": os.getpid()}
+
+
 _served = 0
 
 
@@ -145,14 +159,6 @@ def segfault(args, ctx):
 @command("abort")
 def abort(args, ctx):
     os.abort()
-
-
-@command("announce_and_sleep")
-def announce_and_sleep(args, ctx):
-    """Prints a marker the test waits for, then works for `ms`."""
-    print("SLEEPING", os.getpid(), flush=True)
-    time.sleep(int(args.get("ms", 10)) / 1000.0)
-    return {"pid": os.getpid()}
 
 
 # --- payload arena ---------------------------------------------------------
