@@ -37,4 +37,22 @@ void leave(CheckoutQueue& q, uint64_t ticket) {
   if (q.serving.load(std::memory_order_seq_cst) == ticket) pass_turn(q, ticket);
 }
 
+WaiterCount* claim_waiter_count(CheckoutQueue& q, pid_t pid) {
+  for (WaiterCount& w : q.waiters.by_process) {
+    if (w.pid.load(std::memory_order_acquire) == pid) return &w;
+  }
+  for (WaiterCount& w : q.waiters.by_process) {
+    int32_t free = 0;
+    if (w.pid.compare_exchange_strong(free, pid, std::memory_order_acq_rel)) return &w;
+    if (free == pid) return &w;  // another thread of ours claimed it meanwhile
+  }
+  return nullptr;
+}
+
+uint32_t waiting_callers(const CheckoutQueue& q) {
+  uint32_t n = q.waiters.unattributed.load(std::memory_order_acquire);
+  for (const WaiterCount& w : q.waiters.by_process) n += w.count.load(std::memory_order_acquire);
+  return n;
+}
+
 }  // namespace shmpool::ipc

@@ -62,6 +62,27 @@ struct QueueEntry {
 };
 static_assert(sizeof(QueueEntry) == kCacheLine);
 
+// Callers waiting for a worker, counted per process: the count is derived
+// (waiting_callers() sums the processes' counts), so it is exact again as
+// soon as the owner's supervisor drops the count of a process that died
+// while its threads waited (forget_dead_waiters). A process that finds no
+// free entry counts in `unattributed`, which nothing reconciles.
+// Field table (writer / reader / order):
+// clang-format off
+// | pid          | a process claiming its entry (CAS 0 -> pid); the owner freeing a dead one's (CAS pid -> 0) | claimants, owner | acq_rel CAS / acquire |
+// | count        | the entry's process: +1 (release) entering a checkout wait, -1 (relaxed) leaving; the owner: 0 once the process is gone | owner (demand), status | acquire: sees the waiter's ticket taken |
+// | unattributed | as count, for processes without an entry | as count | as count |
+// clang-format on
+inline constexpr uint32_t kWaiterProcesses = 128;
+struct WaiterCount {
+  std::atomic<int32_t> pid{0};
+  std::atomic<uint32_t> count{0};
+};
+struct WaiterCounts {
+  WaiterCount by_process[kWaiterProcesses];
+  std::atomic<uint32_t> unattributed{0};
+};
+
 // Lives in the segment header. Zeroed memory is an empty queue.
 struct CheckoutQueue {
   alignas(kCacheLine) std::atomic<uint64_t> next{0};
@@ -70,6 +91,7 @@ struct CheckoutQueue {
   // nobody checks out past it (see may_barge).
   std::atomic<uint32_t> hungry{0};
   QueueEntry entries[kQueueEntries];
+  alignas(kCacheLine) WaiterCounts waiters;
 };
 
 // How long the turn's holder lets callers that arrive (or come back) after
@@ -120,6 +142,34 @@ void leave(CheckoutQueue& q, uint64_t ticket);
 // closing, its owner died, workers cannot start).
 inline void wake_all(CheckoutQueue& q) {
   for (QueueEntry& e : q.entries) e.bell.ring();
+}
+
+// Process `pid`'s waiter count (claimed on first use; the same entry for
+// every caller in the process); null when all entries are taken.
+WaiterCount* claim_waiter_count(CheckoutQueue& q, pid_t pid);
+// A caller of the process owning `mine` (null: unattributed) starts / stops
+// waiting for a worker.
+inline void add_waiting(CheckoutQueue& q, WaiterCount* mine) {
+  (mine ? mine->count : q.waiters.unattributed).fetch_add(1, std::memory_order_release);
+}
+inline void remove_waiting(CheckoutQueue& q, WaiterCount* mine) {
+  (mine ? mine->count : q.waiters.unattributed).fetch_sub(1, std::memory_order_relaxed);
+}
+// Callers waiting for a worker now, in every process.
+uint32_t waiting_callers(const CheckoutQueue& q);
+// Owner, periodically: the entries of processes that are gone (`alive(pid)`
+// false) drop their count and are freed. Returns the waiters dropped.
+template <class Alive>
+uint32_t forget_dead_waiters(CheckoutQueue& q, Alive&& alive) {
+  uint32_t dropped = 0;
+  for (WaiterCount& w : q.waiters.by_process) {
+    int32_t pid = w.pid.load(std::memory_order_acquire);
+    if (pid == 0 || alive(pid)) continue;
+    // Nobody else writes a dead process's count.
+    dropped += w.count.exchange(0, std::memory_order_relaxed);
+    w.pid.compare_exchange_strong(pid, 0, std::memory_order_acq_rel);
+  }
+  return dropped;
 }
 
 // Owner, periodically: passes the current turn if its holder's process is

@@ -27,7 +27,7 @@
 namespace shmpool::ipc {
 
 inline constexpr uint64_t kSegmentMagic = 0x314c4f4f504d4853ull;  // "SHMPOOL1"
-inline constexpr uint32_t kLayoutVersion = 8;
+inline constexpr uint32_t kLayoutVersion = 9;
 inline constexpr std::size_t kMaxNameLength = 64;
 // Name prefix of every shmpool segment in /dev/shm.
 inline constexpr std::string_view kShmPrefix = "shmpool.";
@@ -158,7 +158,6 @@ enum class PoolState : uint32_t { initializing = 0, ready = 1, closing = 2 };
 // | pool_state      | owner (ready, closing)          | all            | release / acquire     | stays ready: attachers check owner liveness |
 // | slots_changed   | see Doorbell (ring: checkin, every owner transition) | waiters | see Doorbell | waiter sleeps to its deadline |
 // | errors_by_category, checkout_timeouts, session_table_full | any caller | status readers | relaxed RMW / relaxed | a count may be lost |
-// | waiting         | callers: +1 (release) entering a checkout wait, -1 (relaxed) leaving | owner (demand), status | acquire: sees the waiter's ticket taken | stays high until reconciled (issue: a dead waiter's count) |
 // | session_lock    | SessionTable (CAS 0 -> pid<<32|token, store 0) | SessionTable | acquire CAS / release store | taken over once the holder pid is gone |
 // clang-format on
 struct SegmentHeader {
@@ -183,13 +182,13 @@ struct SegmentHeader {
   alignas(kCacheLine) std::atomic<uint64_t> errors_by_category[8];  // indexed by shmpool::Category
   std::atomic<uint64_t> checkout_timeouts{0};
   std::atomic<uint64_t> session_table_full{0};
-  std::atomic<uint32_t> waiting{0};  // callers waiting for a worker right now
   // Session table lock (structural changes only): holder's pid << 32 | token.
   alignas(kCacheLine) std::atomic<uint64_t> session_lock{0};
   uint64_t sessions_offset;
   // Payload arena control (arena.h).
   alignas(kCacheLine) ArenaControl arena;
-  // Callers waiting for a worker, in arrival order (checkout_queue.h).
+  // Callers waiting for a worker, in arrival order, and their count per
+  // process (checkout_queue.h).
   CheckoutQueue queue;
 };
 static_assert(std::is_standard_layout_v<SegmentHeader>);

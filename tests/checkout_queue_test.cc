@@ -120,3 +120,38 @@ TEST(CheckoutQueue, ManyThreadsAreServedInTicketOrder) {
 
 }  // namespace
 }  // namespace shmpool::ipc
+
+namespace shmpool::ipc {
+namespace {
+
+TEST(WaiterCounts, ADeadProcessesWaitersAreForgottenAndItsEntryFreed) {
+  auto q = std::make_unique<CheckoutQueue>();
+  WaiterCount* dead = claim_waiter_count(*q, 1001);
+  WaiterCount* live = claim_waiter_count(*q, 1002);
+  ASSERT_NE(dead, nullptr);
+  ASSERT_NE(live, nullptr);
+  EXPECT_EQ(claim_waiter_count(*q, 1001), dead) << "one entry per process";
+  for (int i = 0; i < 3; ++i) add_waiting(*q, dead);
+  add_waiting(*q, live);
+  add_waiting(*q, nullptr);  // a process without an entry
+  EXPECT_EQ(waiting_callers(*q), 5u);
+  auto alive = [](pid_t pid) { return pid != 1001; };
+  EXPECT_EQ(forget_dead_waiters(*q, alive), 3u);
+  EXPECT_EQ(waiting_callers(*q), 2u) << "exact again";
+  EXPECT_EQ(dead->pid.load(), 0) << "freed";
+  EXPECT_EQ(forget_dead_waiters(*q, alive), 0u);
+  remove_waiting(*q, live);
+  remove_waiting(*q, nullptr);
+  EXPECT_EQ(waiting_callers(*q), 0u);
+}
+
+TEST(WaiterCounts, AProcessPastTheTableCountsUnattributed) {
+  auto q = std::make_unique<CheckoutQueue>();
+  for (uint32_t i = 0; i < kWaiterProcesses; ++i) ASSERT_NE(claim_waiter_count(*q, pid_t(10 + i)), nullptr);
+  EXPECT_EQ(claim_waiter_count(*q, 5), nullptr);
+  add_waiting(*q, nullptr);
+  EXPECT_EQ(waiting_callers(*q), 1u);
+}
+
+}  // namespace
+}  // namespace shmpool::ipc

@@ -112,6 +112,20 @@ TEST_F(PassesTest, OnlyOverflowWorkersIdlePastTheTimeoutRetire) {
   EXPECT_EQ(state(3), SlotState::idle);
 }
 
+TEST_F(PassesTest, AnOverflowWorkerIsIdleOnlySinceItStarted) {
+  // A relaunched overflow worker must not inherit its slot's old activity:
+  // it would retire as soon as it is ready, and demand would start it again.
+  cfg_.overflow_idle_timeout = std::chrono::milliseconds(1000);
+  make_idle(2);
+  const int64_t now = 10'000'000'000;
+  seg_->slot(2).last_activity_ns.store(now - 5'000'000'000);  // the previous worker's
+  seg_->slot(2).started_ns.store(now - 100'000'000);          // this one started 0.1 s ago
+  EXPECT_EQ(retire_idle_overflow(context(), now), 0u);
+  EXPECT_EQ(state(2), SlotState::idle);
+  EXPECT_EQ(retire_idle_overflow(context(), now + 1'000'000'000), 1u);
+  EXPECT_EQ(state(2), SlotState::retiring);
+}
+
 TEST_F(PassesTest, IdleWorkersOverTheMemoryLimitAreRecycled) {
   cfg_.max_worker_rss_bytes = 1000;
   make_idle(0);
@@ -131,9 +145,9 @@ TEST_F(PassesTest, IdleWorkersOverTheMemoryLimitAreRecycled) {
 }
 
 TEST_F(PassesTest, DemandStartsCoreSlotsFirstAndNoMoreThanTheWaitingCallers) {
-  seg_->header().waiting.store(0);
+  seg_->header().queue.waiters.unattributed.store(0);
   EXPECT_TRUE(slots_for_demand(context()).empty());
-  seg_->header().waiting.store(3);
+  seg_->header().queue.waiters.unattributed.store(3);
   EXPECT_EQ(slots_for_demand(context()), (std::vector<uint32_t>{0, 1, 2}));
   make_idle(0);  // an idle worker serves one of them
   slots_[1]->starting = true;  // a starter owns slot 1
@@ -144,7 +158,7 @@ TEST_F(PassesTest, DemandLeavesADeadSlotWithARestartScheduledToItsBackoff) {
   make_idle(0);
   ASSERT_NE(ipc::set_state(*seg_, 0, state_bit(SlotState::idle), SlotState::dead), 0u);
   slots_[0]->restart_at = 12345;
-  seg_->header().waiting.store(1);
+  seg_->header().queue.waiters.unattributed.store(1);
   EXPECT_EQ(slots_for_demand(context()), (std::vector<uint32_t>{1}));
 }
 

@@ -102,7 +102,7 @@ inline bool wait_queued(const std::string& name, uint32_t n) {
   std::unique_ptr<ipc::Segment> seg;
   if (ipc::Segment::attach(name, &seg) != ipc::Errc::ok) return false;
   ipc::Doorbell never;
-  auto queued = [&] { return seg->header().waiting.load(std::memory_order_acquire) == n; };
+  auto queued = [&] { return ipc::waiting_callers(seg->header().queue) == n; };
   return ipc::wait_until(never, queued, ipc::monotonic_ns() + 20'000'000'000,
                          ipc::WaitPolicy{ipc::WaitStrategy::spin, 0}) == ipc::WaitResult::ready;
 }

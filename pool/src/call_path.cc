@@ -13,7 +13,8 @@ CallPath::CallPath(std::shared_ptr<ipc::Segment> seg, std::shared_ptr<ArenaHandl
       arena_(std::move(arena)),
       sessions_(sessions),
       settings_(std::move(settings)),
-      role_(role) {
+      role_(role),
+      waiter_count_(ipc::claim_waiter_count(seg_->header().queue, settings_.self_pid)) {
   for (uint32_t i = 0; i < seg_->slot_count(); ++i) {
     channels_.push_back(std::make_unique<ShmChannel>(seg_.get(), i, settings_.policy, arena_));
     channels_.back()->set_abandon_flag(abandon);
@@ -169,21 +170,21 @@ Expected<CallPath::Checkout> CallPath::checkout(std::string_view session_id, boo
   role_.on_checkout_wait();
   // kNoTicket: the queue is full; this caller waits outside it, unfairly.
   const uint64_t ticket = ipc::take_ticket(q, settings_.self_pid);
-  // The owner's demand signal and status().queue_length. Release: whoever
-  // sees the count (acquire) also sees our ticket taken.
-  seg_->header().waiting.fetch_add(1, std::memory_order_release);
+  // The owner's demand signal and status().queue_length, counted for this
+  // process (a process that dies waiting is forgotten by the owner).
+  ipc::add_waiting(q, waiter_count_);
   // However this returns: out of the queue (passing the turn if it is ours).
   struct Exit {
-    ipc::Segment& seg;
+    ipc::CheckoutQueue& q;
+    ipc::WaiterCount* count;
     uint64_t ticket;
     bool hungry = false;
     ~Exit() {
-      ipc::CheckoutQueue& q = seg.header().queue;
       if (hungry) q.hungry.store(0, std::memory_order_relaxed);
       if (ticket != ipc::kNoTicket) ipc::leave(q, ticket);
-      seg.header().waiting.fetch_sub(1, std::memory_order_relaxed);
+      ipc::remove_waiting(q, count);
     }
-  } exit{*seg_, ticket};
+  } exit{q, waiter_count_, ticket};
   auto blocked = [this] { return role_.checkout_blocked(); };
   int64_t turn_since = 0;               // when this caller got the turn
   thread_local ipc::SpinBudget budget;  // this thread's checkout waits (spin_budget.h)

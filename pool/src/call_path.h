@@ -18,6 +18,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ipc/checkout_queue.h"
 #include "ipc/segment.h"
 #include "ipc/session_table.h"
 #include "ipc/wait.h"
@@ -128,6 +129,7 @@ class CallPath {
   CallRole& role_;
   // One per slot, used only by the slot's holder (the lease).
   std::vector<std::unique_ptr<ShmChannel>> channels_;
+  ipc::WaiterCount* waiter_count_;  // this process's, in the segment (or null: unattributed)
   std::atomic<uint32_t> next_token_{1};
   LatencyHistogram latency_;
   std::atomic<uint64_t> timeouts_{0};

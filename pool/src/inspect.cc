@@ -77,7 +77,7 @@ PoolSnapshot snapshot_of(const ipc::Segment& s) {
     p.errors_by_category[std::string(category_name(Category(c)))] =
         h.errors_by_category[c].load(std::memory_order_relaxed);
   }
-  p.waiting = h.waiting.load(std::memory_order_acquire);  // pairs with CallPath::checkout
+  p.waiting = ipc::waiting_callers(h.queue);
   p.active_sessions = session_table(s).active_count();
   for (int st = 0; st <= int(ipc::SlotState::dead); ++st)
     p.slots_by_state[ipc::slot_state_name(ipc::SlotState(st))] = 0;

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "ipc/checkout_queue.h"
 #include "ipc/slot_table.h"
 #include "ipc/sys.h"
 
@@ -68,7 +69,11 @@ uint32_t reclaim_orphans(const PassContext& p) {
 uint32_t retire_idle_overflow(const PassContext& p, int64_t now) {
   uint32_t retired = 0;
   for (uint32_t i = p.cfg.size; i < p.slots.size(); ++i) {
-    const int64_t last = int64_t(p.seg.slot(i).last_activity_ns.load(std::memory_order_relaxed));
+    // Idle since its last call, or since it started: a relaunched worker
+    // does not inherit the slot's old activity.
+    const ipc::SlotData& sd = p.seg.slot(i);
+    const int64_t last = std::max(int64_t(sd.last_activity_ns.load(std::memory_order_relaxed)),
+                                  sd.started_ns.load(std::memory_order_relaxed));
     if (state_of(p.seg, i) == ipc::SlotState::idle && last != 0 &&
         now - last >= ms_to_ns(p.cfg.overflow_idle_timeout) &&
         ipc::set_state(p.seg, i, ipc::state_bit(ipc::SlotState::idle), ipc::SlotState::retiring)) {
@@ -106,8 +111,7 @@ uint32_t recycle_by_rss(const PassContext& p, const std::function<uint64_t(pid_t
 std::vector<uint32_t> slots_for_demand(const PassContext& p) {
   std::vector<uint32_t> out;
   const uint32_t n = uint32_t(p.slots.size());
-  // Acquire: pairs with the waiter's release increment (its ticket is taken).
-  const uint32_t waiting = p.seg.header().waiting.load(std::memory_order_acquire);
+  const uint32_t waiting = ipc::waiting_callers(p.seg.header().queue);
   uint32_t available = live_workers(p.seg, 0, n, /*idle_only=*/true);
   for (uint32_t i = 0; i < n && available < waiting; ++i) {
     const auto s = state_of(p.seg, i);

@@ -272,8 +272,10 @@ void Supervisor::periodic(int64_t now) {
   clients_reclaimed_.fetch_add(reclaim_orphans(p), std::memory_order_relaxed);
   arena_->arena.reclaim_dead();  // blocks of guest processes that died
   // A waiting caller's process that died holding the queue's turn.
-  ipc::skip_dead_turn(
-      seg_->header().queue, [](pid_t pid) { return ipc::process_exists(pid); }, &stalled_ticket_);
+  // and the waiters it counted.
+  auto alive = [](pid_t pid) { return ipc::process_exists(pid); };
+  ipc::skip_dead_turn(seg_->header().queue, alive, &stalled_ticket_);
+  ipc::forget_dead_waiters(seg_->header().queue, alive);
   retire_idle_overflow(p, now);
   if (cfg_.max_worker_rss_bytes > 0 && now >= next_rss_check_) {
     next_rss_check_ = now + 200'000'000;
