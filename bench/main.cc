@@ -212,7 +212,9 @@ int main(int argc, char** argv) {
   shmpool::bench::register_pool_cases();
   shmpool::bench::register_startup_cases();
   if (o.levels.empty()) {
-    // JSON or CSV on stdout stays parseable: the tables go to stderr.
+    // JSON or CSV on stdout stays parseable: the tables go to stderr. (Google
+    // Benchmark's CSV reporter stops when cases' counters differ: filter to
+    // cases with the same counters, or use JSON.)
     auto display = make_display(o.format);
     TableReporter tables;
     TeeReporter tee({display.get(), &tables});
