@@ -23,13 +23,35 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-BULK_MODES = {0: "shm (in place)", 1: "shm (copy)", 2: "pipe_json", 3: "zmq"}
-POOL_TRANSPORTS = {0: "shm pool", 1: "pipe_json pool", 2: "zmq (2 REP workers)"}
+# Case names are family/peer/parameters (bench/case_names.h), e.g.
+# BM_Bulk/in_place/echo/1MiB/min_time:0.200/manual_time or
+# BM_PoolThroughput/shm/real_time/threads:4; the dicts keep the plots' order.
+BULK_MODES = {"in_place": "shm (in place)", "copy": "shm (copy)", "pipe_json": "pipe_json",
+              "zmq": "zmq"}
+POOL_TRANSPORTS = {"shm": "shm pool", "pipe_json": "pipe_json pool", "zmq": "zmq (2 REP workers)"}
+SIZE_UNITS = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20}
 
 
 def arg(name, key):
     m = re.search(key + r":(\d+)", name)
     return int(m.group(1)) if m else None
+
+
+def part(name, i):
+    """The i-th /-separated part of a case name (0: the family)."""
+    parts = name.split("/")
+    return parts[i] if i < len(parts) else None
+
+
+def size(label):
+    """64B, 64KiB, 1MiB -> bytes."""
+    m = re.fullmatch(r"(\d+)(B|KiB|MiB)", label or "")
+    return int(m.group(1)) * SIZE_UNITS[m.group(2)] if m else None
+
+
+def in_order(d, order):
+    """d's items in the order of the keys of `order`."""
+    return [(k, d[k]) for k in order if k in d]
 
 
 def main(results, out_dir, load_files=()):
@@ -44,14 +66,15 @@ def main(results, out_dir, load_files=()):
             continue
         name = b["name"]
         if name.startswith("BM_Bulk/"):
-            target = latency if arg(name, "op") == 0 else echo if arg(name, "op") == 1 else None
+            op = part(name, 2)
+            target = latency if op == "ack" else echo if op == "echo" else None
             if target is not None:
-                target[arg(name, "mode")][arg(name, "bytes")] = b["p50_us"]
+                target[part(name, 1)][size(part(name, 3))] = b["p50_us"]
         elif name.startswith("BM_PoolThroughput/"):
-            throughput[arg(name, "transport")][arg(name, "threads")] = b["items_per_second"]
+            throughput[part(name, 1)][arg(name, "threads")] = b["items_per_second"]
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for mode, points in sorted(latency.items()):
+    for mode, points in in_order(latency, BULK_MODES):
         xs = sorted(points)
         ax.plot([x / 1024 for x in xs], [points[x] for x in xs], marker="o", label=BULK_MODES[mode])
     ax.set_xscale("log", base=2)
@@ -66,7 +89,7 @@ def main(results, out_dir, load_files=()):
     fig.savefig(out / "latency_vs_size.png", dpi=90)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for transport, points in sorted(throughput.items()):
+    for transport, points in in_order(throughput, POOL_TRANSPORTS):
         xs = sorted(points)
         ax.plot(xs, [points[x] for x in xs], marker="o", label=POOL_TRANSPORTS[transport])
     ax.set_xscale("log", base=2)
@@ -83,15 +106,17 @@ def main(results, out_dir, load_files=()):
     lines = [f"Machine: {ctx.get('cpu_model', '?')}, {ctx.get('num_cpus', '?')} CPUs, "
              f"kernel {ctx.get('kernel', '?')}, {ctx.get('compiler', '?')} "
              f"({ctx.get('build_flags', '?')}), wait {ctx.get('wait_strategy', '?')}.", ""]
-    lines += ["| payload | " + " | ".join(f"{BULK_MODES[m]} p50 (us)" for m in sorted(latency)) + " |",
+    modes = [m for m, _ in in_order(latency, BULK_MODES)]
+    lines += ["| payload | " + " | ".join(f"{BULK_MODES[m]} p50 (us)" for m in modes) + " |",
               "|---:|" + "---:|" * len(latency)]
-    for size in sorted({s for p in latency.values() for s in p}):
-        cells = [f"{latency[m].get(size, float('nan')):.1f}" for m in sorted(latency)]
-        lines.append(f"| {size // 1024} KiB | " + " | ".join(cells) + " |")
-    lines += ["", "| callers | " + " | ".join(f"{POOL_TRANSPORTS[t]} calls/s" for t in sorted(throughput)) + " |",
+    for n in sorted({s for p in latency.values() for s in p}):
+        cells = [f"{latency[m].get(n, float('nan')):.1f}" for m in modes]
+        lines.append(f"| {n // 1024} KiB | " + " | ".join(cells) + " |")
+    pools = [t for t, _ in in_order(throughput, POOL_TRANSPORTS)]
+    lines += ["", "| callers | " + " | ".join(f"{POOL_TRANSPORTS[t]} calls/s" for t in pools) + " |",
               "|---:|" + "---:|" * len(throughput)]
     for threads in sorted({n for p in throughput.values() for n in p}):
-        cells = [f"{throughput[t].get(threads, float('nan')):.0f}" for t in sorted(throughput)]
+        cells = [f"{throughput[t].get(threads, float('nan')):.0f}" for t in pools]
         lines.append(f"| {threads} | " + " | ".join(cells) + " |")
     if load_files:
         lines += [""] + plot_load(load_files, out)
@@ -99,7 +124,7 @@ def main(results, out_dir, load_files=()):
     print(f"wrote {out / 'latency_vs_size.svg'}, {out / 'calls_vs_callers.svg'}, {out / 'bench.md'}")
 
 
-TRANSPORTS = {0: "shm", 1: "pipe_json", 2: "zmq"}
+TRANSPORTS = {"shm": "shm", "pipe_json": "pipe_json", "zmq": "zmq"}
 LOAD_CASES = ["BM_Ping", "BM_PingCold", "BM_SmallArgs", "BM_PoolPing"]
 
 
@@ -119,7 +144,7 @@ def plot_load(files, out):
             if b.get("error_occurred"):
                 continue
             case = name.split("/")[0]
-            t = arg(name, "transport")
+            t = part(name, 1)
             # The repeated pings count by the median of their repetitions.
             median = b.get("run_type") == "aggregate" and b.get("aggregate_name") == "median"
             if case in LOAD_CASES and "p50_us" in b and (median or b.get("run_type") == "iteration"):

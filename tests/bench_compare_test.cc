@@ -171,6 +171,28 @@ TEST(BenchCompare, TheBaselineMayOmitItsArgumentsWhenUnambiguous) {
   EXPECT_NE(compare(two, two, with_baseline()).error.find("matches 2"), std::string::npos);
 }
 
+// shmpool_bench names its cases family/peer/parameters: a baseline named up
+// to its peer picks that peer's runs, and a filter selects by the words.
+TEST(BenchCompare, ReadableCaseNamesSelectTheBaselineAndTheFilter) {
+  auto bench = [](double shm_ping, double in_place) {
+    return run({{"BM_Ping/shm/repeats:5/manual_time", shm_ping},
+                {"BM_Ping/pipe_json/repeats:5/manual_time", 30 * shm_ping},
+                {"BM_Bulk/in_place/echo/1MiB/min_time:0.200/manual_time", in_place},
+                {"BM_Bulk/copy/echo/1MiB/min_time:0.200/manual_time", 2 * in_place}});
+  };
+  CompareOptions o = with_baseline();
+  o.baseline = "BM_Ping";  // two peers: ambiguous
+  EXPECT_NE(compare(bench(1, 100), bench(1, 100), o).error.find("matches 2"), std::string::npos);
+  o.baseline = "BM_Ping/shm";
+  o.filter = "^BM_Bulk/in_place/";
+  auto r = compare(bench(1, 100), bench(2, 300), o);  // in place: 100 -> 150 per ping
+  ASSERT_TRUE(r.error.empty()) << r.error;
+  ASSERT_EQ(r.rows.size(), 1u);
+  EXPECT_EQ(r.rows[0].name, "BM_Bulk/in_place/echo/1MiB/min_time:0.200/manual_time");
+  EXPECT_EQ(r.rows[0].verdict, Verdict::regressed);
+  EXPECT_NEAR(r.rows[0].change, 0.5, 1e-12);
+}
+
 TEST(BenchCompare, TheFilterSelectsBenchmarks) {
   auto before = run({{"BM_Base", 100}, {"BM_A", 10}, {"BM_B", 10}});
   auto after = run({{"BM_Base", 100}, {"BM_A", 10}, {"BM_B", 100}});
