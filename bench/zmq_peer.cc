@@ -82,7 +82,8 @@ ZmqWorkerProcess::ZmqWorkerProcess(int index) {
   std::vector<std::string> args = {
       SHMPOOL_PYTHON, "-m",         "python_shm_worker",
       "--transport",  "zmq-ipc",    "--endpoint",
-      endpoint_,      "--handlers", SHMPOOL_BENCH_DIR "/real_handlers.py"};
+      endpoint_,      "--handlers", SHMPOOL_BENCH_DIR "/real_handlers.py",
+      "--owner-pid",  std::to_string(::getpid())};  // it exits with us, however we end
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

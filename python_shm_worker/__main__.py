@@ -33,6 +33,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def _exit_with_owner(owner_pid: int) -> None:
+    """Exits this process as soon as `owner_pid` does (a thread waits on its pidfd)."""
+    import os
+    import select
+    import threading
+    try:
+        fd = os.pidfd_open(owner_pid)
+    except ProcessLookupError:
+        os._exit(0)
+
+    def wait() -> None:
+        select.select([fd], [], [])
+        os._exit(0)
+
+    threading.Thread(target=wait, daemon=True).start()
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     for spec in args.handlers:
@@ -47,6 +64,8 @@ def main(argv=None) -> int:
             print("--endpoint is required with --transport zmq-ipc", file=sys.stderr)
             return 2
         from . import zmq_ipc
+        if args.owner_pid:
+            _exit_with_owner(args.owner_pid)
         zmq_ipc.serve(args.endpoint, info)
         return 0
     if not args.pool:
