@@ -180,6 +180,7 @@ uint32_t Arena::reclaim_dead() {
       pinner = 0;
     }
     if (block_state(w) == BlockState::held && !process_exists(pid_t(block_holder(w)))) {
+      if (in_transit_ && in_transit_(in_transit_ctx_, block_holder(w))) return;
       if (release_word(i, w)) ++n;
     } else if (block_state(w) == BlockState::released &&
                b.pinner.load(std::memory_order_seq_cst) == 0) {

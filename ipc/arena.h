@@ -86,8 +86,19 @@ struct BlockRef {
 class Arena {
  public:
   Arena() = default;
-  Arena(ArenaControl* control, ArenaBlock* blocks, uint8_t* data, uint32_t pages)
-      : control_(control), blocks_(blocks), data_(data), pages_(pages) {}
+  // `in_transit(ctx, pid)`: true while a block held by the dead process
+  // `pid` may still be taken by a live one (a worker that sealed its reply
+  // and died before its caller took the reply's block); reclaim_dead keeps
+  // those. Null: none is.
+  using InTransitFn = bool (*)(const void* ctx, uint32_t pid);
+  Arena(ArenaControl* control, ArenaBlock* blocks, uint8_t* data, uint32_t pages,
+        InTransitFn in_transit = nullptr, const void* in_transit_ctx = nullptr)
+      : control_(control),
+        blocks_(blocks),
+        data_(data),
+        pages_(pages),
+        in_transit_(in_transit),
+        in_transit_ctx_(in_transit_ctx) {}
 
   bool enabled() const { return pages_ != 0; }
   uint64_t capacity() const { return uint64_t(pages_) * kArenaPage; }
@@ -114,8 +125,9 @@ class Arena {
   // it or it is no longer live.
   bool pin(uint32_t index, uint64_t word);
   void unpin(uint32_t index);
-  // Frees blocks held or pinned by processes that no longer exist. Returns
-  // how many blocks it freed or unpinned.
+  // Frees blocks held or pinned by processes that no longer exist, but for
+  // blocks still in transit (see the constructor). Returns how many blocks it
+  // freed or unpinned.
   uint32_t reclaim_dead();
 
   struct Usage {
@@ -137,6 +149,8 @@ class Arena {
   ArenaBlock* blocks_ = nullptr;
   uint8_t* data_ = nullptr;
   uint32_t pages_ = 0;
+  InTransitFn in_transit_ = nullptr;
+  const void* in_transit_ctx_ = nullptr;
 };
 
 }  // namespace shmpool::ipc

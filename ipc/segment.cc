@@ -216,11 +216,27 @@ FrameRing Segment::response_ring(uint32_t i) const {
   return FrameRing(&slot(i).response, data, geometry_.response_ring_bytes);
 }
 
+// A dead worker's blocks stay while its slot is busy: the slot's holder may
+// still take the block of a reply the worker sealed before it died. Once
+// the holder lets the slot go (dead, after its call), they are freed.
+bool Segment::reply_in_flight(const void* ctx, uint32_t pid) {
+  const Segment& seg = *static_cast<const Segment*>(ctx);
+  for (uint32_t i = 0; i < seg.slot_count(); ++i) {
+    const SlotData& s = seg.slot(i);
+    if (slot_state(s.state.load(std::memory_order_acquire)) == SlotState::busy &&
+        uint32_t(s.worker_pid.load(std::memory_order_relaxed)) == pid) {
+      return true;
+    }
+  }
+  return false;
+}
+
 Arena Segment::arena() const {
   const uint64_t pages = geometry_.arena_bytes / kArenaPage;
   return Arena(&header().arena,
                std::launder(reinterpret_cast<ArenaBlock*>(base_ + layout_.arena_blocks_offset)),
-               base_ + layout_.arena_data_offset, uint32_t(pages));
+               base_ + layout_.arena_data_offset, uint32_t(pages), &Segment::reply_in_flight,
+               this);
 }
 
 }  // namespace shmpool::ipc

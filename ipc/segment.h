@@ -110,6 +110,7 @@ constexpr uint32_t slot_holder_pid(uint64_t word) { return uint32_t(word >> 8) &
 // | worker_pid     | owner's starter, before idle | all           | relaxed (published by the idle transition's release) | - |
 // | worker_alive   | owner (1 ready, 0 gone); worker sets 1 when ready | clients waiting | release / acquire | -     |
 // | reserved_epoch | nobody (was a per-process epoch nobody read) | - | -            | -                                |
+// | exit_code, exit_signal | owner: how the worker exited, before worker_alive = 0; reset before it is 1 | callers that saw worker_alive == 0 | relaxed (published by worker_alive's release) | - |
 // | progress       | worker, +1 per dispatch    | nobody yet      | relaxed               | stops advancing: stuck           |
 // | calls          | worker, +1 per reply (owner zeroes it for a new worker) | owner (recycling), stats | relaxed | a count may be lost |
 // | checkouts, successes, errors | the slot's holder (one at a time: handed over by the state CAS), by bump() | all (stats) | relaxed | a count may be lost |
@@ -127,6 +128,8 @@ struct SlotData {
   std::atomic<uint32_t> worker_alive{0};
   std::atomic<uint64_t> reserved_epoch{0};
   std::atomic<uint64_t> last_activity_ns{0};
+  std::atomic<int32_t> exit_code{-1};  // valid when exit_signal == 0
+  std::atomic<int32_t> exit_signal{0};
   alignas(kCacheLine) std::atomic<uint64_t> progress{0};
   std::atomic<uint64_t> calls{0};
   alignas(kCacheLine) std::atomic<uint64_t> checkouts{0};
@@ -241,6 +244,8 @@ class Segment {
   FrameRing request_ring(uint32_t i) const;
   FrameRing response_ring(uint32_t i) const;
   Arena arena() const;
+  // The arena's in-transit check (Arena::InTransitFn) for this segment.
+  static bool reply_in_flight(const void* segment, uint32_t pid);
   uint8_t* base() const { return base_; }
   uint64_t size() const { return layout_.total; }
   const std::string& pool_name() const { return name_; }

@@ -34,7 +34,8 @@ class ArenaTest : public test::LeakCheck {
   }
   // Forks a child that allocates `pages` pages (and pins `pin` if >= 0),
   // then exits without freeing anything; returns the block index.
-  uint32_t child_leaves_block(uint32_t pages, int pin = -1, uint64_t pin_word = 0) {
+  uint32_t child_leaves_block(uint32_t pages, int pin = -1, uint64_t pin_word = 0,
+                              pid_t* child = nullptr) {
     int fds[2];
     EXPECT_EQ(::pipe(fds), 0);
     pid_t pid = ::fork();
@@ -52,6 +53,7 @@ class ArenaTest : public test::LeakCheck {
     ::close(fds[0]);
     int status = 0;
     EXPECT_EQ(::waitpid(pid, &status, 0), pid);  // reaped: the pid is gone
+    if (child) *child = pid;
     return index;
   }
   static inline int counter_ = 0;
@@ -202,6 +204,32 @@ TEST_F(ArenaTest, ReclaimFreesBlocksOfDeadHoldersAndDeadPins) {
   ASSERT_EQ(child_leaves_block(0, int(mine.index), mine.word), 0xffffffffu);
   arena_.free(mine.index, mine.word);
   EXPECT_EQ(arena_.usage().pinned, 1u);
+  EXPECT_EQ(arena_.reclaim_dead(), 1u);
+  EXPECT_EQ(arena_.usage().blocks, 0u);
+}
+
+TEST_F(ArenaTest, ADeadWorkersReplyBlockStaysForTheCallerHoldingItsSlot) {
+  // A worker sealed a reply whose payload is in the arena and died before
+  // its caller took the block. While the caller holds the slot (busy, with
+  // that worker's pid), reclaim keeps the block and the caller can take it;
+  // once the slot is let go, an untaken block is freed.
+  pid_t worker = 0;
+  const uint32_t index = child_leaves_block(2, -1, 0, &worker);
+  ASSERT_LT(index, 16u);
+  SlotData& slot = seg_->slot(0);
+  slot.worker_pid.store(worker);
+  slot.state.store(make_slot_word(1, SlotState::busy, uint32_t(::getpid())));
+  EXPECT_EQ(arena_.reclaim_dead(), 0u) << "in transit to the slot's holder";
+  BlockRef taken;
+  ASSERT_TRUE(arena_.take(index, uint32_t(worker), &taken)) << "the caller takes it";
+  arena_.free(taken.index, taken.word);
+  EXPECT_EQ(arena_.usage().blocks, 0u);
+  // Not taken this time, and the caller lets the slot go: freed.
+  const uint32_t again = child_leaves_block(2, -1, 0, &worker);
+  ASSERT_LT(again, 16u);
+  slot.worker_pid.store(worker);
+  EXPECT_EQ(arena_.reclaim_dead(), 0u);
+  slot.state.store(make_slot_word(2, SlotState::dead, 0));
   EXPECT_EQ(arena_.reclaim_dead(), 1u);
   EXPECT_EQ(arena_.usage().blocks, 0u);
 }

@@ -78,6 +78,23 @@ TEST_F(ClientTest, AttachFailuresAreClear) {
   EXPECT_EQ(bad.error().type, "invalid_name");
 }
 
+TEST_F(ClientTest, AClientsCrashedCallCarriesTheWorkersExitStatusAsTheOwnersDoes) {
+  auto pool = Pool::start(config(unique_name("exitstatus"), 1));
+  ASSERT_TRUE(pool.ok()) << pool.error().to_string();
+  auto client = Client::attach((*pool)->name());
+  ASSERT_TRUE(client.ok()) << client.error().to_string();
+  auto code = [](int c) { return make_args([c](flexbuffers::Builder& b) { b.Int("code", c); }); };
+  auto r = (*client)->execute_in_session("x", "exit_now", code(7));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.error().type, "worker_crashed");
+  EXPECT_EQ(r.error().context.at("exit_code"), "7");
+  EXPECT_EQ(r.error().context.at("exit"), "exited with code 7");
+  auto owners = (*pool)->execute_in_session("x", "exit_now", code(8));
+  ASSERT_FALSE(owners.ok());
+  EXPECT_EQ(owners.error().context.at("exit_code"), "8");
+  EXPECT_EQ(owners.error().context.at("exit"), "exited with code 8");
+}
+
 TEST_F(ClientTest, AClientSharesTheOwnersWorkersAndSessionTable) {
   auto pool = Pool::start(config(unique_name("share")));
   ASSERT_TRUE(pool.ok()) << pool.error().to_string();

@@ -2,6 +2,7 @@
 
 #include "ipc/checkout_queue.h"
 #include "ipc/slot_table.h"
+#include "pool/src/child_watch.h"
 #include "pool/src/stale_segment.h"
 
 namespace shmpool::detail {
@@ -87,6 +88,17 @@ Expected<Reply> CallPath::execute(std::string_view session_id, std::string_view 
   // The owner is gone (a guest's call): its workers follow, nobody counts.
   if (e.type == kPoolNotAvailable) return e;
   e.with("command", std::string(command));
+  if (e.type == kWorkerGone) {
+    // How it exited, as the owner published it (any process's caller).
+    const ExitInfo exit{sd.exit_code.load(std::memory_order_relaxed),
+                        sd.exit_signal.load(std::memory_order_relaxed)};
+    if (exit.signal != 0) {
+      e.with("exit_signal", std::to_string(exit.signal));
+    } else if (exit.exit_code >= 0) {
+      e.with("exit_code", std::to_string(exit.exit_code));
+    }
+    if (exit.signal != 0 || exit.exit_code >= 0) e.with("exit", exit.describe());
+  }
   if (worker_must_be_replaced(e)) {
     // Dead before anyone else can check it out: the owner kills the worker
     // if it still runs (it may answer late), reaps it and starts another.

@@ -55,7 +55,9 @@ class OwnerRole final : public detail::CallRole {
     }
   }
   void on_worker_failed(uint32_t slot, Error& e, std::chrono::milliseconds op_timeout) override {
-    if (auto proc = sup_.slot(slot).process()) detail::finish_failed_worker(e, *proc, op_timeout);
+    // Never waits for the reap: a call returns within its timeouts.
+    if (auto proc = sup_.slot(slot).process())
+      detail::finish_failed_worker(e, *proc, op_timeout, /*wait_for_exit=*/false);
   }
 
  private:

@@ -45,6 +45,17 @@ struct LatencyHistogram {
   }
 };
 
+// What the supervisor's thread is told, in order, by starters, exit
+// callbacks and callers.
+struct SupervisorEvent {
+  enum class Kind { exited, started, start_failed, demand, recycle };
+  Kind kind;
+  uint32_t slot = 0;
+  std::optional<Error> error = {};  // start_failed: why
+  std::string exit = {};       // exited: how ("killed by SIGKILL", ...)
+  pid_t pid = 0;               // exited: which worker
+};
+
 // The owner's record of one slot, beside the slot's shared SlotData.
 struct SlotRuntime {
   // Guarded by `mu`: written by the slot's starter while the slot is
@@ -65,6 +76,10 @@ struct SlotRuntime {
   bool ever_started = false;  // a worker has been ready in this slot before
   int64_t started_ns = 0;
   uint64_t checkouts_at_start = 0;
+  // An exit handled before its worker's `started` event (the starter made
+  // the slot idle, the worker served, was retired and exited before the
+  // starter posted `started`): handled once `started` is.
+  std::optional<SupervisorEvent> deferred_exit;
 
   // Written by the supervisor, read by status() (relaxed: a statistic).
   std::atomic<uint64_t> recycled{0};
@@ -94,16 +109,5 @@ inline void emit_event(const EventCallback& on_event, const PoolEvent& e) {
   } catch (...) {
   }
 }
-
-// What the supervisor's thread is told, in order, by starters, exit
-// callbacks and callers.
-struct SupervisorEvent {
-  enum class Kind { exited, started, start_failed, demand, recycle };
-  Kind kind;
-  uint32_t slot = 0;
-  std::optional<Error> error = {};  // start_failed: why
-  std::string exit = {};       // exited: how ("killed by SIGKILL", ...)
-  pid_t pid = 0;               // exited: which worker
-};
 
 }  // namespace shmpool::detail

@@ -82,6 +82,8 @@ void Supervisor::run_starter(uint32_t i) {
   seg_->response_ring(i).reset();
   sd.calls.store(0, std::memory_order_relaxed);  // calls served by this worker
   sd.started_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
+  sd.exit_code.store(-1, std::memory_order_relaxed);
+  sd.exit_signal.store(0, std::memory_order_relaxed);
   sd.worker_alive.store(1, std::memory_order_release);  // pairs with ShmChannel's acquire
   SpawnSpec spec;
   spec.python = cfg_.python;
@@ -128,6 +130,9 @@ void Supervisor::on_worker_exit(uint32_t i, const ExitInfo& info) {
   if (!closing() && before != ipc::SlotState::retiring && before != ipc::SlotState::starting) {
     seg_->slot(i).restarts.fetch_add(1, std::memory_order_relaxed);
   }
+  // How it exited, for any process's caller (published by worker_alive = 0).
+  seg_->slot(i).exit_code.store(info.exit_code, std::memory_order_relaxed);
+  seg_->slot(i).exit_signal.store(info.signal, std::memory_order_relaxed);
   mark_worker_gone(*seg_, i);
   // A busy slot stays busy: its caller sees worker_alive == 0, fails its
   // call and marks the slot dead itself. Relaunching under it would let the
@@ -192,6 +197,11 @@ void Supervisor::on_started(uint32_t i) {
     startup_error_.reset();
     failing_fast_.store(false, std::memory_order_relaxed);
   }
+  if (rt.deferred_exit) {  // it already served, and exited
+    const SupervisorEvent exit = *std::move(rt.deferred_exit);
+    rt.deferred_exit.reset();
+    on_exited(exit);
+  }
 }
 
 void Supervisor::on_start_failed(const SupervisorEvent& ev) {
@@ -203,6 +213,7 @@ void Supervisor::on_start_failed(const SupervisorEvent& ev) {
                              {},
                              "failed to start: " + (ev.error ? ev.error->to_string() : "")});
   rt.starting = false;
+  rt.deferred_exit.reset();  // the exit was the failed start's
   ++rt.consecutive_failures;
   if (rt.consecutive_failures >= cfg_.max_startup_failures) {
     {
@@ -224,7 +235,12 @@ void Supervisor::on_exited(const SupervisorEvent& ev) {
   SlotRuntime& rt = *slots_[ev.slot];
   rt.exit_pending.store(false, std::memory_order_relaxed);
   arena_->arena.reclaim_dead();  // blocks the reaped worker held or pinned
-  if (rt.starting) return;       // the starter reports it as a failed start
+  if (rt.starting) {
+    // The starter reports the start: failed (then this exit is part of
+    // it), or succeeded just before this exit (then handled after it).
+    rt.deferred_exit = ev;
+    return;
+  }
   if (rt.retiring) {
     emit_event(cfg_.on_event, {PoolEvent::Kind::worker_retired, ipc::monotonic_ns(),
                                int32_t(ev.slot), ev.pid, {}, ev.exit});

@@ -153,7 +153,7 @@ Expected<Reply> Worker::call(std::string_view command, const Args& args,
   e.with("command", std::string(command)).with("worker_pid", std::to_string(s.proc->pid()));
   if (!options.session_id.empty()) e.with("session_id", std::string(options.session_id));
   if (detail::worker_must_be_replaced(e)) {
-    detail::finish_failed_worker(e, *s.proc, options.timeout);
+    detail::finish_failed_worker(e, *s.proc, options.timeout, /*wait_for_exit=*/true);
     s.broken = true;
     s.broken_reason = e.type;
   }

@@ -143,11 +143,17 @@ Error startup_error(const Error& e, WorkerProcess& proc, std::chrono::millisecon
   return out;
 }
 
-void finish_failed_worker(Error& e, WorkerProcess& proc, std::chrono::milliseconds timeout) {
+void finish_failed_worker(Error& e, WorkerProcess& proc, std::chrono::milliseconds timeout,
+                          bool wait_for_exit) {
   if (e.type == kOperationTimeout) e.with("timeout_ms", std::to_string(timeout.count()));
-  if (e.type != kWorkerGone) proc.kill(SIGKILL);
+  const bool killed = e.type != kWorkerGone && !proc.exited();
+  if (killed) proc.kill(SIGKILL);
   // Death was seen through the pidfd, so the reap is imminent.
-  proc.wait_exit(ipc::monotonic_ns() + 2'000'000'000);
+  if (wait_for_exit) proc.wait_exit(ipc::monotonic_ns() + 2'000'000'000);
+  if (killed && !proc.exited()) {
+    // SIGKILL cannot be caught: this is how it ends.
+    e.with("exit_signal", std::to_string(SIGKILL)).with("exit", "killed by SIGKILL");
+  }
   add_exit_context(e, proc);
 }
 

@@ -46,8 +46,11 @@ void mark_worker_gone(ipc::Segment& segment, uint32_t slot);
 // timeout_error/startup_timeout.
 Error startup_error(const Error& e, WorkerProcess& proc, std::chrono::milliseconds timeout);
 
-// Kills the worker if it still runs (so a late reply cannot reach anyone),
-// waits for its exit and adds exit status and stderr tail to `e`.
-void finish_failed_worker(Error& e, WorkerProcess& proc, std::chrono::milliseconds timeout);
+// Kills the worker if it still runs (so a late reply cannot reach anyone)
+// and adds its exit status and stderr tail to `e`. With `wait_for_exit`
+// it waits (2 s at most) for the reap; without, the call returns at once,
+// and a worker it killed is reported as killed by SIGKILL.
+void finish_failed_worker(Error& e, WorkerProcess& proc, std::chrono::milliseconds timeout,
+                          bool wait_for_exit);
 
 }  // namespace shmpool::detail
