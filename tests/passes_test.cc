@@ -165,16 +165,16 @@ TEST_F(PassesTest, DemandLeavesADeadSlotWithARestartScheduledToItsBackoff) {
 TEST_F(PassesTest, RecyclingIsDueByCallsOrByAge) {
   ipc::SlotData& sd = seg_->slot(0);
   sd.started_ns.store(1'000'000'000);
-  EXPECT_FALSE(due_for_recycling(cfg_, sd, 100'000'000'000)) << "no limits set";
+  EXPECT_FALSE(due_for_recycling(cfg_, sd, 0, 100'000'000'000)) << "no limits set";
   cfg_.max_calls_per_worker = 3;
   sd.calls.store(3);  // the hello and 2 calls
-  EXPECT_FALSE(due_for_recycling(cfg_, sd, 2'000'000'000));
+  EXPECT_FALSE(due_for_recycling(cfg_, sd, 0, 2'000'000'000));
   sd.calls.store(4);
-  EXPECT_TRUE(due_for_recycling(cfg_, sd, 2'000'000'000));
+  EXPECT_TRUE(due_for_recycling(cfg_, sd, 0, 2'000'000'000));
   cfg_.max_calls_per_worker = 0;
   cfg_.max_worker_age = std::chrono::milliseconds(1000);
-  EXPECT_FALSE(due_for_recycling(cfg_, sd, 1'999'999'999));
-  EXPECT_TRUE(due_for_recycling(cfg_, sd, 2'000'000'000));
+  EXPECT_FALSE(due_for_recycling(cfg_, sd, 0, 1'999'999'999));
+  EXPECT_TRUE(due_for_recycling(cfg_, sd, 0, 2'000'000'000));
 }
 
 TEST_F(PassesTest, IdleSessionsExpireWithAnEventEach) {

@@ -16,6 +16,8 @@
 #include <thread>
 #include <vector>
 
+#include "ipc/segment.h"
+#include "shmpool/inspect.h"
 #include "shmpool/pool.h"
 #include "tests/pool_support.h"
 #include "tests/process_support.h"
@@ -73,6 +75,61 @@ TEST_F(PoolTest, OperationTimeoutKillsAndReplacesTheWorker) {
   auto next = pool->execute_anonymous("ping");
   ASSERT_TRUE(next.ok()) << next.error().to_string();
   EXPECT_EQ(pool->status().timeouts, 1u);
+}
+
+TEST_F(PoolTest, AHealthCheckWaitingOnAStoppedWorkerDoesNotHoldUpARestart) {
+  // Slot 0's worker is stopped and the health checker waits on its ping (up
+  // to 5 s). Meanwhile slot 1's worker is killed: the supervisor replaces it
+  // at once, while the checker still holds slot 0 (it never waits on a
+  // worker itself).
+  PoolConfig c = config("health-apart", 2, 0);
+  c.health_check_interval = std::chrono::milliseconds(20);
+  c.operation_timeout = std::chrono::seconds(60);  // the ping's limit is then 5 s
+  auto pool = start(c);
+  ASSERT_TRUE(pool);
+  std::unique_ptr<ipc::Segment> seg;
+  ASSERT_EQ(ipc::Segment::attach(pool->name(), &seg), ipc::Errc::ok);
+  const pid_t stopped = pool->status().workers[0].pid;
+  const pid_t killed = pool->status().workers[1].pid;
+  ASSERT_EQ(::kill(stopped, SIGSTOP), 0);
+  auto checker_holds_slot0 = [&] {
+    const uint64_t w = seg->slot(0).state.load();
+    return ipc::slot_state(w) == ipc::SlotState::busy && ipc::slot_holder_pid(w) == 0;
+  };
+  // A checkout rings no doorbell: poll for it.
+  ipc::Doorbell never;
+  ASSERT_EQ(ipc::wait_until(never, checker_holds_slot0, ipc::monotonic_ns() + 20'000'000'000,
+                            ipc::WaitPolicy{ipc::WaitStrategy::spin, 0}),
+            ipc::WaitResult::ready);
+  ASSERT_EQ(::kill(killed, SIGKILL), 0);
+  ASSERT_TRUE(eventually(*pool, [&] {
+    auto w = pool->status().workers[1];
+    return w.state == "idle" && w.pid != killed && w.pid != 0;
+  }));
+  EXPECT_TRUE(checker_holds_slot0()) << "slot 1 was replaced only after the health check gave up";
+  ::kill(stopped, SIGCONT);
+}
+
+TEST_F(PoolTest, HealthChecksAreNotCountedAsCallsForRecycling) {
+  PoolConfig c = config("health-calls", 1, 0);
+  c.health_check_interval = std::chrono::milliseconds(5);
+  c.max_calls_per_worker = 3;
+  auto pool = start(c);
+  ASSERT_TRUE(pool);
+  // The worker answers pings: its frame count passes max_calls_per_worker.
+  ASSERT_TRUE(eventually(*pool, [&] {
+    auto snap = inspect_pool(pool->name());
+    return snap.ok() && snap->slots[0].calls >= 8;
+  }));
+  std::vector<int64_t> pids;
+  for (int i = 0; i < 4; ++i) {
+    auto r = pool->execute_anonymous("whoami");
+    ASSERT_TRUE(r.ok()) << r.error().to_string();
+    pids.push_back(r->value().AsMap()["pid"].AsInt64());
+  }
+  EXPECT_EQ(pids[0], pids[1]);
+  EXPECT_EQ(pids[1], pids[2]) << "recycled after fewer than 3 calls";
+  EXPECT_NE(pids[2], pids[3]) << "3 calls recycle it";
 }
 
 TEST_F(PoolTest, HealthCheckReplacesAStoppedWorker) {

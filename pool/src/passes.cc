@@ -128,9 +128,15 @@ std::vector<uint32_t> slots_for_demand(const PassContext& p) {
 uint32_t health_check(const PassContext& p,
                       const std::function<ShmChannel&(uint32_t)>& channel) {
   uint32_t killed = 0;
+  ipc::CheckoutQueue& q = p.seg.header().queue;
   for (uint32_t i = 0; i < p.slots.size(); ++i) {
+    if (ipc::waiting_callers(q) != 0 || !ipc::may_barge(q)) break;  // callers first
     uint64_t word;
     if (!ipc::try_checkout(p.seg, i, 0, &word)) continue;
+    if (p.seg.slot(i).worker_alive.load(std::memory_order_acquire) == 0) {
+      ipc::release_as(p.seg, i, word, ipc::SlotState::dead);  // gone: the exit restarts it
+      continue;
+    }
     ShmChannel& ch = channel(i);
     CallSpec spec;
     spec.id = ch.next_request_id();
@@ -138,6 +144,8 @@ uint32_t health_check(const PassContext& p,
     spec.deadline_ns = ipc::monotonic_ns() +
                        std::min<int64_t>(ms_to_ns(p.cfg.operation_timeout), 5'000'000'000);
     if (ch.call(spec).ok()) {
+      std::atomic<uint64_t>& pings = p.slots[i]->health_pings;
+      pings.store(pings.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
       ipc::checkin(p.seg, i, word);
       continue;
     }
@@ -159,9 +167,10 @@ uint32_t expire_sessions(ipc::SessionTable& sessions, int64_t now, std::chrono::
   return n;
 }
 
-bool due_for_recycling(const PoolConfig& cfg, const ipc::SlotData& sd, int64_t now) {
+bool due_for_recycling(const PoolConfig& cfg, const ipc::SlotData& sd, uint64_t health_pings,
+                       int64_t now) {
   if (cfg.max_calls_per_worker > 0 &&
-      sd.calls.load(std::memory_order_relaxed) >= cfg.max_calls_per_worker + 1) {
+      sd.calls.load(std::memory_order_relaxed) >= cfg.max_calls_per_worker + 1 + health_pings) {
     return true;  // + 1: the hello counts as a frame
   }
   return cfg.max_worker_age.count() > 0 &&

@@ -60,10 +60,14 @@ uint64_t resident_bytes(pid_t pid);  // from /proc/<pid>/statm
 // one a starter owns or one with a restart scheduled.
 std::vector<uint32_t> slots_for_demand(const PassContext& p);
 
-// Pings every idle worker, holding its slot (holder pid 0, this thread); a
-// worker that does not answer within min(operation_timeout, 5 s) is killed
-// (its exit restarts the slot). `channel(i)`: the supervisor's own channel
-// to slot i. Returns how many were killed.
+// Pings every idle worker, holding its slot (holder pid 0: the owner's
+// health checker, on a thread of its own so that the supervisor never waits
+// on a worker); a worker that does not answer within min(operation_timeout,
+// 5 s) is killed (its exit restarts the slot). A ping is not a user call: it
+// takes a slot only while no caller waits for one (the fair queue comes
+// first), skips a worker that is gone, and is not counted towards
+// max_calls_per_worker. `channel(i)`: the checker's own channel to slot i.
+// Returns how many were killed.
 uint32_t health_check(const PassContext& p, const std::function<ShmChannel&(uint32_t)>& channel);
 
 // Sessions idle past `ttl` are removed (session_expired each). Returns how many.
@@ -71,8 +75,10 @@ uint32_t expire_sessions(ipc::SessionTable& sessions, int64_t now, std::chrono::
                          const EventCallback& on_event);
 
 // After a successful call: should this worker be replaced now
-// (max_calls_per_worker, max_worker_age)?
-bool due_for_recycling(const PoolConfig& cfg, const ipc::SlotData& sd, int64_t now);
+// (max_calls_per_worker, counting user calls only: not the hello, not the
+// `health_pings`; max_worker_age)?
+bool due_for_recycling(const PoolConfig& cfg, const ipc::SlotData& sd, uint64_t health_pings,
+                       int64_t now);
 
 // A slot's state as its word says now (acquire: pairs with the transitions'
 // releases).

@@ -49,7 +49,8 @@ class OwnerRole final : public detail::CallRole {
   }
   void on_checkout_wait() override { sup_.post({detail::SupervisorEvent::Kind::demand}); }
   void on_success(detail::SlotLease& lease) override {
-    if (detail::due_for_recycling(cfg_, lease.data(), ipc::monotonic_ns()) &&
+    const uint64_t pings = sup_.slot(lease.slot()).health_pings.load(std::memory_order_relaxed);
+    if (detail::due_for_recycling(cfg_, lease.data(), pings, ipc::monotonic_ns()) &&
         lease.release_as(ipc::SlotState::retiring)) {
       sup_.post({detail::SupervisorEvent::Kind::recycle, lease.slot()});
     }

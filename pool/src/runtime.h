@@ -83,6 +83,11 @@ struct SlotRuntime {
 
   // Written by the supervisor, read by status() (relaxed: a statistic).
   std::atomic<uint64_t> recycled{0};
+  // Health-check pings the current worker answered: written by the health
+  // checker while it holds the slot, zeroed by the starter; read by a
+  // caller holding the slot (recycling by calls counts user calls only),
+  // published by the checkin / idle transitions.
+  std::atomic<uint64_t> health_pings{0};
   // Set by the exit callback (child-watch thread), cleared when the
   // supervisor handles the exit event: until then the slot is not
   // relaunched, so no exit goes unhandled. Relaxed: the slot's state word

@@ -25,7 +25,6 @@ Supervisor::Supervisor(const PoolConfig& cfg, std::shared_ptr<ipc::Segment> seg,
   }
   const int64_t now = ipc::monotonic_ns();
   next_cleanup_ = now + ms_to_ns(cfg_.session_cleanup_interval);
-  next_health_check_ = now + ms_to_ns(cfg_.health_check_interval);
 }
 
 Supervisor::~Supervisor() { stop(); }
@@ -36,6 +35,12 @@ void Supervisor::post(SupervisorEvent ev) {
     events_.push_back(std::move(ev));
   }
   cv_.notify_all();
+}
+
+void Supervisor::set_closing() {
+  closing_.store(true, std::memory_order_release);  // pairs with the channels' abandon check
+  // A health-check ping waiting on a worker ends now.
+  for (uint32_t i = 0; i < slot_count(); ++i) seg_->slot(i).response.data.ring();
 }
 
 bool Supervisor::failing_fast() const {
@@ -82,6 +87,7 @@ void Supervisor::run_starter(uint32_t i) {
   seg_->response_ring(i).reset();
   sd.calls.store(0, std::memory_order_relaxed);  // calls served by this worker
   sd.started_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
+  rt.health_pings.store(0, std::memory_order_relaxed);
   sd.exit_code.store(-1, std::memory_order_relaxed);
   sd.exit_signal.store(0, std::memory_order_relaxed);
   sd.worker_alive.store(1, std::memory_order_release);  // pairs with ShmChannel's acquire
@@ -297,15 +303,6 @@ void Supervisor::periodic(int64_t now) {
     next_rss_check_ = now + 200'000'000;
     recycle_by_rss(p, resident_bytes);
   }
-  if (cfg_.health_check_interval.count() > 0 && now >= next_health_check_) {
-    next_health_check_ = now + ms_to_ns(cfg_.health_check_interval);
-    health_check(p, [this](uint32_t i) -> ShmChannel& {
-      if (!health_channels_[i]) {
-        health_channels_[i] = std::make_unique<ShmChannel>(seg_.get(), i, policy_, arena_);
-      }
-      return *health_channels_[i];
-    });
-  }
   if (now >= next_cleanup_) {
     next_cleanup_ = now + ms_to_ns(cfg_.session_cleanup_interval);
     expire_sessions(sessions_, now, cfg_.session_ttl, cfg_.on_event);
@@ -342,6 +339,27 @@ std::optional<Error> Supervisor::start_initial(uint32_t n, int64_t deadline_ns) 
 
 void Supervisor::run() {
   thread_ = std::thread([this] { supervise(); });
+  if (cfg_.health_check_interval.count() > 0) {
+    health_thread_ = std::thread([this] { check_health(); });
+  }
+}
+
+void Supervisor::check_health() {
+  const PassContext p = pass_context();
+  auto channel = [this](uint32_t i) -> ShmChannel& {
+    if (!health_channels_[i]) {
+      health_channels_[i] = std::make_unique<ShmChannel>(seg_.get(), i, policy_, arena_);
+      health_channels_[i]->set_abandon_flag(&closing_);  // a ping ends when the pool closes
+    }
+    return *health_channels_[i];
+  };
+  std::unique_lock lock(mu_);
+  for (;;) {
+    if (cv_.wait_for(lock, cfg_.health_check_interval, [&] { return stop_; })) return;
+    lock.unlock();
+    if (!closing()) health_check(p, channel);
+    lock.lock();
+  }
 }
 
 void Supervisor::supervise() {
@@ -365,6 +383,7 @@ void Supervisor::stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  if (health_thread_.joinable()) health_thread_.join();
   for (auto& [slot, t] : starters_) t.join();
   starters_.clear();
 }

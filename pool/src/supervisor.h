@@ -43,7 +43,7 @@ class Supervisor {
 
   void post(SupervisorEvent ev);
   // Shutting down: no restarts, no demand, exits are not deaths.
-  void set_closing() { closing_.store(true, std::memory_order_relaxed); }
+  void set_closing();
   bool closing() const { return closing_.load(std::memory_order_relaxed); }
   // Callers should not wait for a worker: a slot keeps failing to start and
   // no worker is alive; startup_error() says why.
@@ -81,11 +81,17 @@ class Supervisor {
   std::atomic<bool> failing_fast_{false};
   std::atomic<uint64_t> clients_reclaimed_{0};
 
+  // The health checker's thread: pings idle workers every
+  // health_check_interval, apart from the supervisor, which never waits on
+  // a worker.
+  void check_health();
+
   // Supervisor thread only.
   uint64_t stalled_ticket_;  // see ipc::skip_dead_turn
-  int64_t next_health_check_ = 0, next_cleanup_ = 0, next_rss_check_ = 0;
-  std::vector<std::unique_ptr<ShmChannel>> health_channels_;  // the health check's, by slot
-  std::vector<std::pair<uint32_t, std::thread>> starters_;    // (slot, thread)
+  int64_t next_cleanup_ = 0, next_rss_check_ = 0;
+  std::vector<std::pair<uint32_t, std::thread>> starters_;  // (slot, thread)
+  // Health checker thread only.
+  std::vector<std::unique_ptr<ShmChannel>> health_channels_;  // by slot
 
   // Guarded by mu_.
   mutable std::mutex mu_;
@@ -93,7 +99,7 @@ class Supervisor {
   std::deque<SupervisorEvent> events_;
   bool stop_ = false;
   std::optional<Error> startup_error_;
-  std::thread thread_;
+  std::thread thread_, health_thread_;
 };
 
 }  // namespace shmpool::detail
