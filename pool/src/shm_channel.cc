@@ -113,9 +113,9 @@ bool builds_same(const ipc::EnvelopeShape& shape, const CallSpec& spec, bool no_
   const auto* r = flatbuffers::GetRoot<schema::Request>(shape.bytes().data());
   const flatbuffers::Vector<uint8_t>* args = r->args();
   return view_of(r->command()) == spec.command && view_of(r->session_id()) == spec.session_id &&
-         (no_args
-              ? args == nullptr
-              : args && std::equal(spec.args.begin(), spec.args.end(), args->begin(), args->end()));
+         (no_args ? args == nullptr
+                  : args && args->size() == spec.args.size() &&
+                        std::memcmp(args->data(), spec.args.data(), spec.args.size()) == 0);
 }
 }  // namespace
 
