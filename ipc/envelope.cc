@@ -38,97 +38,11 @@ bool resolve_payload(const Frame& frame, const schema::PayloadRef* ref,
   return true;
 }
 
-// True if `env` equals the memo's envelope except for its skipped scalars.
-bool repeats(const EnvelopeMemo& memo, std::span<const uint8_t> env) {
-  const std::size_t n = memo.bytes.size();
-  if (n == 0 || env.size() != n) return false;
-  std::size_t from = 0;
-  for (std::size_t at : memo.skip) {  // ascending, 0 = none
-    if (at == 0) continue;
-    if (std::memcmp(env.data() + from, memo.bytes.data() + from, at - from) != 0) return false;
-    from = at + 8;
-  }
-  return std::memcmp(env.data() + from, memo.bytes.data() + from, n - from) == 0;
-}
-
-// What a root table's field is, for stands_alone().
-enum class Field : uint8_t { scalar, string, bytes, table };
-struct FieldKind {
-  Field kind;
-  uint8_t size;  // bytes in the table (a scalar's or struct's size; 4 for an offset)
-};
-constexpr FieldKind kRequestFields[] = {{Field::scalar, 8}, {Field::string, 4},  {Field::string, 4},
-                                        {Field::bytes, 4},  {Field::scalar, 16}, {Field::bytes, 4},
-                                        {Field::scalar, 8}, {Field::scalar, 24}};
-constexpr FieldKind kResponseFields[] = {{Field::scalar, 8},  {Field::scalar, 1}, {Field::bytes, 4},
-                                         {Field::scalar, 16}, {Field::bytes, 4},  {Field::table, 4},
-                                         {Field::scalar, 24}};
-
-// True if the Verifier's verdict on `env` (verified) cannot depend on the
-// bytes of its 8-byte scalar fields `a` and `b` (at `skip`): no other byte it reads (root
-// offset, the table's vtable and soffset, the other fields, the strings and
-// vectors they point to) lies among them. FlatBufferBuilder never overlaps
-// them; a crafted envelope can, and is then not remembered. An envelope
-// with a sub-table (an error) is not either: its vtable may lie anywhere.
-bool stands_alone(std::span<const uint8_t> env, std::span<const FieldKind> fields,
-                  flatbuffers::voffset_t a, flatbuffers::voffset_t b,
-                  const std::size_t (&skip)[2]) {
-  struct Range {
-    std::size_t from, to;
-  };
-  Range used[2 + 2 * std::size(kRequestFields) + 1];
-  std::size_t n = 0;
-  const uint8_t* base = env.data();
-  const std::size_t table = flatbuffers::ReadScalar<flatbuffers::uoffset_t>(base);
-  const std::size_t vtable =
-      std::size_t(int64_t(table) - flatbuffers::ReadScalar<flatbuffers::soffset_t>(base + table));
-  const std::size_t vsize = flatbuffers::ReadScalar<flatbuffers::voffset_t>(base + vtable);
-  used[n++] = {0, 4};
-  used[n++] = {table, table + 4};
-  used[n++] = {vtable, vtable + vsize};
-  for (std::size_t i = 0; i < fields.size(); ++i) {
-    const std::size_t entry = 4 + 2 * i;  // the field's voffset in the vtable
-    if (entry + 2 > vsize) break;
-    const std::size_t off = flatbuffers::ReadScalar<flatbuffers::voffset_t>(base + vtable + entry);
-    if (off == 0) continue;  // absent
-    const std::size_t at = table + off;
-    if (entry == a || entry == b) continue;  // the skipped fields themselves
-    used[n++] = {at, at + fields[i].size};
-    if (fields[i].kind == Field::table) return false;
-    if (fields[i].kind == Field::scalar) continue;
-    const std::size_t target = at + flatbuffers::ReadScalar<flatbuffers::uoffset_t>(base + at);
-    const std::size_t len = flatbuffers::ReadScalar<flatbuffers::uoffset_t>(base + target);
-    used[n++] = {target, target + 4 + len + (fields[i].kind == Field::string ? 1 : 0)};
-  }
-  for (std::size_t k = 0; k < 2; ++k) {
-    if (skip[k] == 0) continue;
-    const Range s{skip[k], skip[k] + 8};
-    if (k == 1 && skip[0] != 0 && skip[0] + 8 > skip[1]) return false;  // they overlap
-    for (std::size_t u = 0; u < n; ++u) {
-      if (s.from < used[u].to && used[u].from < s.to) return false;
-    }
-  }
-  return true;
-}
-
-// Remembers a verified envelope (whose root table has `fields`) and where
-// its 8-byte scalar fields `a` and `b` are, if its verdict cannot depend on them.
-void remember(EnvelopeMemo* memo, std::span<const uint8_t> env, std::span<const FieldKind> fields,
-              flatbuffers::voffset_t a, flatbuffers::voffset_t b) {
-  memo->bytes.clear();
-  if (env.size() > EnvelopeMemo::kMaxBytes) return;
-  const auto* table = flatbuffers::GetRoot<flatbuffers::Table>(env.data());
-  std::size_t at[2] = {0, 0};
-  for (int k = 0; k < 2; ++k) {
-    const flatbuffers::voffset_t field = k == 0 ? a : b;
-    if (const uint8_t* p = field ? table->GetAddressOf(field) : nullptr)
-      at[k] = std::size_t(p - env.data());
-  }
-  if (at[0] > at[1]) std::swap(at[0], at[1]);
-  if (!stands_alone(env, fields, a, b, at)) return;
-  memo->skip[0] = at[0];
-  memo->skip[1] = at[1];
-  memo->bytes.assign(env.begin(), env.end());
+// Keeps a verified envelope in the memo (holes at `holes`), if small.
+void remember(EnvelopeMemo* memo, std::span<const uint8_t> env, std::span<const FieldSpec> fields,
+              std::initializer_list<flatbuffers::voffset_t> holes) {
+  if (env.size() > EnvelopeMemo::kMaxBytes || !memo->shape.remember_verified(env, fields, holes))
+    memo->shape.forget();
 }
 }  // namespace
 
@@ -139,11 +53,11 @@ Errc read_request(const Frame& frame, RequestView* out, EnvelopeMemo* memo) {
     memo->copy.assign(env, env + frame.envelope_length);
     env = memo->copy.data();
     const std::span<const uint8_t> bytes(memo->copy);
-    if (!repeats(*memo, bytes)) {
+    if (!memo->shape.matches(bytes)) {
       flatbuffers::Verifier verifier(env, frame.envelope_length);
       if (!verifier.VerifyBuffer<schema::Request>(nullptr)) return Errc::corrupt;
-      remember(memo, bytes, kRequestFields, schema::Request::VT_ID,
-               schema::Request::VT_DEADLINE_MONO_NS);
+      remember(memo, bytes, kRequestFields,
+               {schema::Request::VT_ID, schema::Request::VT_DEADLINE_MONO_NS});
     }
   } else {
     flatbuffers::Verifier verifier(env, frame.envelope_length);
@@ -165,10 +79,10 @@ Errc read_response(const Frame& frame, std::vector<uint8_t>* envelope_copy, Resp
   std::memcpy(envelope_copy->data(), frame.body + frame.envelope_offset, frame.envelope_length);
   (*envelope_copy)[frame.envelope_length] = 0;
   const std::span<const uint8_t> env(envelope_copy->data(), frame.envelope_length);
-  if (!memo || !repeats(*memo, env)) {
+  if (!memo || !memo->shape.matches(env)) {
     flatbuffers::Verifier verifier(env.data(), env.size());
     if (!verifier.VerifyBuffer<schema::Response>(nullptr)) return Errc::corrupt;
-    if (memo) remember(memo, env, kResponseFields, schema::Response::VT_ID, 0);
+    if (memo) remember(memo, env, kResponseFields, {schema::Response::VT_ID});
   }
   auto* resp = flatbuffers::GetRoot<schema::Response>(env.data());
   if (!resolve_payload(frame, resp->payload(), &out->payload)) return Errc::corrupt;

@@ -20,6 +20,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ipc/envelope_shape.h"
 #include "ipc/errc.h"
 #include "ipc/frame_ring.h"
 #include "shmpool/schema/envelope_generated.h"
@@ -56,15 +57,15 @@ inline schema::PayloadRef payload_ref_for(uint64_t n) {
 // The last small envelope a reader verified, to recognise a repeat: an
 // envelope whose bytes equal it but for its id (and a request's deadline)
 // has passed the same checks (the Verifier looks at a scalar's place, never
-// at its value), so it is not verified again. Calls and replies that repeat
-// (a ping, an ack, a poll with the same args) then skip the Verifier: ~70 ns
-// of a 56-byte reply's ~1.2 us round trip.
+// at its value; EnvelopeShape::remember_verified keeps only an envelope for
+// which that holds), so it is not verified again. Calls and replies that
+// repeat (a ping, an ack, a poll with the same args) then skip the
+// Verifier: ~70 ns of a 56-byte reply's ~1.2 us round trip.
 struct EnvelopeMemo {
   static constexpr std::size_t kMaxBytes = 256;  // larger ones rarely repeat
-  std::vector<uint8_t> bytes;                    // a verified envelope
-  // Where its 8-byte scalars that may differ are; 0: none (offset 0 holds
-  // the root offset, never a field). No memo while `bytes` is empty.
-  std::size_t skip[2] = {0, 0};
+  // A verified envelope with holes at its id (hole 0) and, for a request,
+  // its deadline (hole 1). Empty: no memo.
+  EnvelopeShape shape;
   std::vector<uint8_t> copy;  // read_request: the current request's private copy
 };
 

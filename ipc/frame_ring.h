@@ -38,6 +38,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 
 #include "ipc/errc.h"
 #include "ipc/wait.h"
@@ -160,13 +161,16 @@ class FrameRing {
   }
   // Consumer: waits for a frame, or until `stop()` is true, or the deadline.
   // A hybrid wait blocks at once when the producer of the last frame peeked
-  // ran on this thread's CPU (see FrameHeader::producer_cpu).
-  template <class Stop>
-  WaitResult wait_readable(int64_t deadline_ns, const WaitPolicy& policy, Stop&& stop) {
+  // ran on this thread's CPU (see FrameHeader::producer_cpu). `let_go`: as
+  // in wait_until (what the caller lets go of before it blocks).
+  template <class Stop, class LetGo = KeepAll>
+  WaitResult wait_readable(int64_t deadline_ns, const WaitPolicy& policy, Stop&& stop,
+                           LetGo&& let_go = {}) {
     WaitPolicy p = policy;
     p.peer_cpu = producer_cpu_;
     return wait_until(
-        ctl_->data, [&] { return readable() || stop(); }, deadline_ns, p);
+        ctl_->data, [&] { return readable() || stop(); }, deadline_ns, p,
+        std::forward<LetGo>(let_go));
   }
   // Consumer: the CPU (+1; 0 unknown) the producer of the last frame peeked
   // ran on when it committed it. A hint from the other side: only for waiting.

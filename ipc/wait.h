@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <type_traits>
 
 #include "ipc/spin_budget.h"
 #include "ipc/sys.h"
@@ -103,7 +104,7 @@ enum class SpinResult { ready, expired, timed_out };
 // core shared with a busy task, sched_yield hands that task the core for a
 // whole scheduler slice (4 ms measured), while a futex sleep lets the
 // scheduler wake us as soon as we are signalled. The worker's idle loop runs
-// this with the GIL held, then blocks through wait_until without it.
+// this with the GIL held, then blocks without it (wait_until's `let_go`).
 template <class Ready>
 SpinResult spin_until(Ready&& ready, int64_t spin_end_ns, int64_t deadline_ns) {
   for (uint32_t i = 0; i < kTightPolls; ++i) {
@@ -176,20 +177,46 @@ WaitResult block_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns) {
   }
 }
 
+// What a waiter lets go of before it blocks (see wait_until): nothing.
+struct KeepAll {
+  struct Nothing {};
+  constexpr Nothing operator()() const { return {}; }
+};
+
 // Waits until `ready()` returns true or CLOCK_MONOTONIC passes deadline_ns
 // (<= 0: wait forever; pool/ always passes one). `ready` must only read
 // shared state; it is called many times.
-template <class Ready>
-WaitResult wait_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns,
-                      const WaitPolicy& policy) {
+//
+// `let_go` is called once, when the wait stops polling on the caller's
+// behalf: before the futex sleep (hybrid, block), or (spin) after spin_ns
+// of polling, from when it polls on until the deadline. What it returns
+// is held until the wait ends: an RAII guard, e.g. the Python worker's
+// released GIL (py::gil_scoped_release), so a waiter polls holding a lock
+// that is costly to re-take and sleeps without it. Without one (KeepAll)
+// nothing happens, and spin polls until the deadline in one go.
+template <class Ready, class LetGo = KeepAll>
+WaitResult wait_until(Doorbell& bell, Ready&& ready, int64_t deadline_ns, const WaitPolicy& policy,
+                      LetGo&& let_go = {}) {
+  constexpr bool kLetsGo = !std::is_same_v<std::remove_cvref_t<LetGo>, KeepAll>;
   if (ready()) return WaitResult::ready;
   if (policy.strategy != WaitStrategy::block && !beside_peer(policy)) {
-    const int64_t spin_end =
-        policy.strategy == WaitStrategy::spin ? INT64_MAX : spin_end_for(policy);
+    int64_t spin_end = INT64_MAX;  // spin without a let_go: until the deadline
+    if (policy.strategy == WaitStrategy::hybrid) {
+      spin_end = spin_end_for(policy);
+    } else if constexpr (kLetsGo) {
+      spin_end = monotonic_ns() + policy.spin_ns;
+    }
     const SpinResult r = spin_until(ready, spin_end, deadline_ns);
     if (policy.strategy == WaitStrategy::hybrid) finish_spin(policy, r);
     if (r == SpinResult::ready) return WaitResult::ready;
     if (r == SpinResult::timed_out) return WaitResult::timed_out;
+  }
+  [[maybe_unused]] auto held = let_go();
+  if constexpr (kLetsGo) {
+    if (policy.strategy == WaitStrategy::spin) {
+      return spin_until(ready, INT64_MAX, deadline_ns) == SpinResult::ready ? WaitResult::ready
+                                                                            : WaitResult::timed_out;
+    }
   }
   return block_until(bell, ready, deadline_ns);
 }

@@ -1,5 +1,6 @@
 // wait_until: deadlines are honoured with every strategy; a ring wakes a
-// sleeper in another thread.
+// sleeper in another thread; what a waiter lets go of is let go before it
+// blocks and held until the wait ends.
 #include "ipc/wait.h"
 
 #include <gtest/gtest.h>
@@ -106,6 +107,77 @@ TEST(HybridWait, AWaitThatEndsWhilePollingKeepsTheWholeBudget) {
                 bell, [&] { return ++polls > 3; }, monotonic_ns() + 10'000'000'000, policy),
             WaitResult::ready);
   EXPECT_EQ(budget.budget_ns(), 100'000);
+}
+
+// What a waiter lets go of before it blocks (the worker's GIL): a guard
+// that says whether it is held, and counts how often it was taken.
+struct LetGoProbe {
+  int calls = 0;
+  bool released = false;
+  int polls_released = 0, polls_held = 0;
+  struct Guard {
+    LetGoProbe* probe;
+    explicit Guard(LetGoProbe* p) : probe(p) {}
+    Guard(const Guard&) = delete;  // as py::gil_scoped_release: returned as a prvalue
+    ~Guard() { probe->released = false; }
+  };
+  auto let_go() {
+    return [this] {
+      ++calls;
+      released = true;
+      return Guard{this};
+    };
+  }
+  bool poll() {
+    ++(released ? polls_released : polls_held);
+    return false;
+  }
+};
+
+TEST(LetGo, IsNotCalledWhenTheWaitEndsWhilePolling) {
+  Doorbell bell;
+  SpinBudget budget(100'000);
+  WaitPolicy policy{WaitStrategy::hybrid, 100'000, &budget, 0};
+  LetGoProbe probe;
+  int polls = 0;
+  EXPECT_EQ(wait_until(
+                bell, [&] { return ++polls > 3; }, monotonic_ns() + 10'000'000'000, policy,
+                probe.let_go()),
+            WaitResult::ready);
+  EXPECT_EQ(probe.calls, 0);
+}
+
+TEST(LetGo, IsHeldWhileTheWaitSleepsAndEndsWithIt) {
+  for (WaitStrategy s : {WaitStrategy::hybrid, WaitStrategy::block}) {
+    Doorbell bell;
+    SpinBudget budget(20'000);
+    WaitPolicy policy{s, 20'000, &budget, 0};
+    LetGoProbe probe;
+    EXPECT_EQ(
+        wait_until(
+            bell, [&] { return probe.poll(); }, monotonic_ns() + 5'000'000, policy, probe.let_go()),
+        WaitResult::timed_out);
+    EXPECT_EQ(probe.calls, 1);
+    EXPECT_FALSE(probe.released) << "the guard ends with the wait";
+    EXPECT_GT(probe.polls_released, 0) << "the checks around the futex sleep";
+    if (s == WaitStrategy::hybrid) {
+      EXPECT_GT(probe.polls_held, int(kTightPolls));
+    }
+  }
+}
+
+TEST(LetGo, SpinPollsHoldingForSpinNsThenWithoutUntilTheDeadline) {
+  Doorbell bell;
+  WaitPolicy policy{WaitStrategy::spin, 1'000'000};
+  LetGoProbe probe;
+  const int64_t start = monotonic_ns();
+  EXPECT_EQ(wait_until(
+                bell, [&] { return probe.poll(); }, start + 20'000'000, policy, probe.let_go()),
+            WaitResult::timed_out);
+  EXPECT_GE(monotonic_ns(), start + 20'000'000);
+  EXPECT_EQ(probe.calls, 1);
+  EXPECT_GT(probe.polls_held, int(kTightPolls));
+  EXPECT_GT(probe.polls_released, int(kTightPolls));
 }
 
 TEST(Doorbell, ZeroedMemoryIsAnIdleDoorbell) {

@@ -89,13 +89,12 @@ Expected<Reply> ShmChannel::call(const CallSpec& spec) {
       inline_payload = {};
     }
   }
-  build_request(spec, arena_ref, inline_payload.size());
+  const std::span<const uint8_t> envelope = build_request(spec, arena_ref, inline_payload.size());
 
   ipc::PayloadWriter pw;
   pw.size = inline_payload.size();
   pw.copy_from = inline_payload.data();
-  ipc::Errc e = ipc::write_frame(requests_, {fbb_.GetBufferPointer(), fbb_.GetSize()}, pw,
-                                 spec.deadline_ns, policy_);
+  ipc::Errc e = ipc::write_frame(requests_, envelope, pw, spec.deadline_ns, policy_);
   switch (e) {
     case ipc::Errc::ok:
       break;
@@ -111,32 +110,47 @@ Expected<Reply> ShmChannel::call(const CallSpec& spec) {
   return await_reply(spec.id, spec.deadline_ns, spec.payload_in_ring);
 }
 
-void ShmChannel::build_request(const CallSpec& spec,
-                               const std::optional<schema::ArenaRef>& arena_ref,
-                               std::size_t inline_payload) {
-  // A repeat (same command, session and args; no payload or body; both
-  // patched fields present): the envelope differs only in two scalars.
-  const bool plain = !arena_ref && inline_payload == 0 && spec.body.empty() && spec.id != 0 &&
-                     spec.deadline_ns != 0;
-  if (plain && last_.repeat_ok && spec.command == last_.command &&
-      spec.session_id == last_.session && spec.args.size() == last_.args.size() &&
-      std::equal(spec.args.begin(), spec.args.end(), last_.args.begin())) {
-    uint8_t* buf = fbb_.GetBufferPointer();
-    flatbuffers::WriteScalar(buf + last_.id_at, spec.id);
-    flatbuffers::WriteScalar(buf + last_.deadline_at, spec.deadline_ns);
-    return;
-  }
-  fbb_.Clear();
-  auto session = spec.session_id.empty()
-                     ? 0
-                     : fbb_.CreateString(spec.session_id.data(), spec.session_id.size());
-  auto command = fbb_.CreateString(spec.command.data(), spec.command.size());
+namespace {
+std::string_view view_of(const flatbuffers::String* s) {
+  return s ? s->string_view() : std::string_view();
+}
+
+// True if `shape` holds the request build_request() would build for `spec`
+// (a plain one, `no_args` said of its args) but for its id and deadline.
+bool builds_same(const ipc::EnvelopeShape& shape, const CallSpec& spec, bool no_args) {
+  if (shape.empty()) return false;
+  const auto* r = flatbuffers::GetRoot<schema::Request>(shape.bytes().data());
+  const flatbuffers::Vector<uint8_t>* args = r->args();
+  return view_of(r->command()) == spec.command && view_of(r->session_id()) == spec.session_id &&
+         (no_args ? args == nullptr
+                  : args && args->size() == spec.args.size() &&
+                        std::memcmp(args->data(), spec.args.data(), spec.args.size()) == 0);
+}
+}  // namespace
+
+std::span<const uint8_t> ShmChannel::build_request(const CallSpec& spec,
+                                                   const std::optional<schema::ArenaRef>& arena_ref,
+                                                   std::size_t inline_payload) {
   // No args and an empty map reach the handler alike (an empty dict); the
   // worker then skips decoding them, and the envelope is smaller.
   const Args& none = empty_args();
   const bool no_args =
       spec.args.empty() ||
       (spec.args.size() == none.size() && std::equal(none.begin(), none.end(), spec.args.begin()));
+  // A repeat (same command, session and args; no payload or body; both
+  // holes present): the envelope differs only in two scalars.
+  const bool plain = !arena_ref && inline_payload == 0 && spec.body.empty() && spec.id != 0 &&
+                     spec.deadline_ns != 0;
+  if (plain && builds_same(request_shape_, spec, no_args)) {
+    request_shape_.patch(0, spec.id);
+    request_shape_.patch(1, spec.deadline_ns);
+    return request_shape_.bytes();
+  }
+  fbb_.Clear();
+  auto session = spec.session_id.empty()
+                     ? 0
+                     : fbb_.CreateString(spec.session_id.data(), spec.session_id.size());
+  auto command = fbb_.CreateString(spec.command.data(), spec.command.size());
   auto args = no_args ? 0 : fbb_.CreateVector(spec.args.data(), spec.args.size());
   if (!spec.body.empty()) fbb_.ForceVectorAlignment(spec.body.size(), 1, 8);  // nested FlatBuffer
   auto body = spec.body.empty() ? 0 : fbb_.CreateVector(spec.body.data(), spec.body.size());
@@ -151,21 +165,16 @@ void ShmChannel::build_request(const CallSpec& spec,
   if (arena_ref) rb.add_arena_payload(&*arena_ref);
   rb.add_deadline_mono_ns(spec.deadline_ns);
   fbb_.Finish(rb.Finish());
-  last_.repeat_ok = false;
-  if (!plain) return;
-  // Where the two scalars are (FlatBuffers leaves a field out when it holds
-  // its default; `plain` rules out 0 for both).
-  const uint8_t* buf = fbb_.GetBufferPointer();
-  const auto* table = flatbuffers::GetRoot<flatbuffers::Table>(buf);
-  const uint8_t* id = table->GetAddressOf(schema::Request::VT_ID);
-  const uint8_t* deadline = table->GetAddressOf(schema::Request::VT_DEADLINE_MONO_NS);
-  if (!id || !deadline) return;
-  last_.command.assign(spec.command);
-  last_.session.assign(spec.session_id);
-  last_.args.assign(spec.args.begin(), spec.args.end());
-  last_.id_at = std::size_t(id - buf);
-  last_.deadline_at = std::size_t(deadline - buf);
-  last_.repeat_ok = true;
+  const std::span<const uint8_t> envelope(fbb_.GetBufferPointer(), fbb_.GetSize());
+  // FlatBuffers leaves a field out when it holds its default; `plain` rules
+  // out 0 for both holes, so remember() finds them (it forgets if not).
+  if (plain) {
+    request_shape_.remember(envelope, ipc::kRequestFields,
+                            {schema::Request::VT_ID, schema::Request::VT_DEADLINE_MONO_NS});
+  } else {
+    request_shape_.forget();
+  }
+  return envelope;
 }
 
 Expected<Reply> ShmChannel::await_reply(uint64_t id, int64_t deadline_ns, bool payload_in_ring) {

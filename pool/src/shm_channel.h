@@ -74,18 +74,12 @@ class ShmChannel {
 
  private:
   Expected<Reply> await_reply(uint64_t id, int64_t deadline_ns, bool payload_in_ring);
-  // Builds the request envelope into fbb_, or reuses the one already there
-  // when only the id and the deadline differ.
-  void build_request(const CallSpec& spec, const std::optional<schema::ArenaRef>& arena_ref,
-                     std::size_t inline_payload);
-  // What fbb_ holds (repeat_ok): its command, session and args, and where
-  // its id and deadline are, to patch for a repeat of the same call.
-  struct LastRequest {
-    bool repeat_ok = false;
-    std::string command, session;
-    std::vector<uint8_t> args;
-    std::size_t id_at = 0, deadline_at = 0;
-  };
+  // The request envelope for `spec`: built in fbb_, or, when only the id
+  // and the deadline differ from the last one, request_shape_ with those
+  // rewritten. Valid until the next call.
+  std::span<const uint8_t> build_request(const CallSpec& spec,
+                                         const std::optional<schema::ArenaRef>& arena_ref,
+                                         std::size_t inline_payload);
   ipc::Segment* segment_;
   uint32_t slot_;
   ipc::FrameRing requests_, responses_;
@@ -93,7 +87,9 @@ class ShmChannel {
   ipc::SpinBudget reply_budget_;  // whether polling for replies pays (spin_budget.h)
   std::shared_ptr<ArenaHandle> arena_;
   flatbuffers::FlatBufferBuilder fbb_{1024};
-  LastRequest last_;
+  // The last request without payload or body, with holes at its id (0) and
+  // deadline (1); empty after any other.
+  ipc::EnvelopeShape request_shape_;
   ipc::EnvelopeMemo reply_memo_;  // the last reply verified (a repeat is not verified again)
   uint64_t next_request_id_ = 1;
   ipc::Frame held_{};
