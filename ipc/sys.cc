@@ -1,11 +1,13 @@
 #include "ipc/sys.h"
 
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <signal.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -62,7 +64,22 @@ int pidfd_open(pid_t pid, SysError* err) {
 
 bool process_exists(pid_t pid) {
   if (pid <= 0) return false;
-  return ::kill(pid, 0) == 0 || errno == EPERM;
+  if (::kill(pid, 0) != 0 && errno != EPERM) return false;
+  // A zombie (dead, not yet reaped by its parent) still answers kill(0):
+  // it holds nothing any more, so it does not exist for us. Its state is
+  // the field after the last ')' of /proc/<pid>/stat.
+  char path[32];
+  std::snprintf(path, sizeof path, "/proc/%d/stat", int(pid));
+  const int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return errno != ENOENT;
+  char buf[512];
+  const ssize_t n = retry_eintr([&] { return ::read(fd, buf, sizeof buf - 1); });
+  ::close(fd);
+  if (n <= 0) return true;
+  buf[n] = 0;
+  const char* close = std::strrchr(buf, ')');
+  if (!close || close[1] == 0 || close[2] == 0) return true;
+  return close[2] != 'Z' && close[2] != 'X';
 }
 
 uint64_t process_start_time(pid_t pid) {

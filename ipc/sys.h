@@ -39,7 +39,8 @@ int futex_wake(const std::atomic<uint32_t>* word, int count);
 // pidfd_open(2): a descriptor that becomes readable when `pid` exits.
 // Returns -1 and sets err on failure.
 int pidfd_open(pid_t pid, SysError* err);
-// True while `pid` exists (kill(pid, 0); EPERM counts as alive).
+// True while `pid` exists (kill(pid, 0); EPERM counts as alive) and is not
+// a zombie: a process killed but not yet reaped by its parent holds nothing.
 bool process_exists(pid_t pid);
 // Start time of `pid` in clock ticks since boot (field 22 of /proc/pid/stat),
 // 0 if the process does not exist. Guards pid reuse in liveness checks.

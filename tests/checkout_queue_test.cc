@@ -145,6 +145,31 @@ TEST(WaiterCounts, ADeadProcessesWaitersAreForgottenAndItsEntryFreed) {
   EXPECT_EQ(waiting_callers(*q), 0u);
 }
 
+TEST(WaiterCounts, AZombieIsNotAlive) {
+  // A client killed while its threads wait, not yet reaped by its parent:
+  // its tickets and its waiters must be skipped now, not once it is reaped.
+  const pid_t child = ::fork();
+  if (child == 0) ::_exit(0);
+  ipc::Doorbell never;
+  auto zombie = [&] {
+    char state = 0;
+    FILE* f = std::fopen(("/proc/" + std::to_string(child) + "/stat").c_str(), "r");
+    if (f) {
+      std::fscanf(f, "%*d %*s %c", &state);
+      std::fclose(f);
+    }
+    return state == 'Z';
+  };
+  ASSERT_EQ(wait_until(never, zombie, monotonic_ns() + 10'000'000'000,
+                       WaitPolicy{WaitStrategy::spin, 0}),
+            WaitResult::ready);
+  EXPECT_FALSE(process_exists(child));
+  EXPECT_TRUE(process_exists(::getpid()));
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  EXPECT_FALSE(process_exists(child));
+}
+
 TEST(WaiterCounts, AProcessPastTheTableCountsUnattributed) {
   auto q = std::make_unique<CheckoutQueue>();
   for (uint32_t i = 0; i < kWaiterProcesses; ++i) ASSERT_NE(claim_waiter_count(*q, pid_t(10 + i)), nullptr);

@@ -97,6 +97,24 @@ TEST_F(PassesTest, AScribbledSlotWordGoesDead) {
   EXPECT_EQ(state(0), SlotState::dead);
 }
 
+TEST_F(PassesTest, ADeadOverflowSlotWithoutAWorkerGoesEmptyACoreOneWaitsForItsRestart) {
+  // The worker's exit was handled while a caller still held the slot; the
+  // caller then released it dead. No process runs in it any more.
+  for (uint32_t i : {0u, 2u}) {
+    make_idle(i);
+    ASSERT_NE(ipc::set_state(*seg_, i, state_bit(SlotState::idle), SlotState::dead), 0u);
+  }
+  slots_[0]->restart_at = 12345;  // a core slot's restart is scheduled
+  EXPECT_EQ(reclaim_orphans(context()), 0u);
+  EXPECT_EQ(state(2), SlotState::empty);
+  EXPECT_EQ(state(0), SlotState::dead);
+  slots_[2]->exit_pending = true;  // an exit not handled yet keeps it dead
+  make_idle(2);
+  ASSERT_NE(ipc::set_state(*seg_, 2, state_bit(SlotState::idle), SlotState::dead), 0u);
+  EXPECT_EQ(reclaim_orphans(context()), 0u);
+  EXPECT_EQ(state(2), SlotState::dead);
+}
+
 TEST_F(PassesTest, OnlyOverflowWorkersIdlePastTheTimeoutRetire) {
   cfg_.overflow_idle_timeout = std::chrono::milliseconds(1000);
   for (uint32_t i = 0; i < 4; ++i) make_idle(i);

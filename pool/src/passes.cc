@@ -41,7 +41,15 @@ uint32_t reclaim_orphans(const PassContext& p) {
       continue;
     }
     if (state == ipc::SlotState::dead && !rt.starting && !rt.retiring) {
-      rt.signal(SIGKILL);
+      auto proc = rt.process();
+      if (proc && !proc->exited()) {
+        proc->kill(SIGKILL);  // its exit restarts the slot
+      } else if (i >= p.cfg.size && rt.restart_at == 0 &&
+                 !rt.exit_pending.load(std::memory_order_relaxed)) {
+        // An overflow slot its caller released dead after the exit was
+        // handled (the exit found it busy): empty, as the exit would have left it.
+        ipc::set_state(p.seg, i, ipc::state_bit(ipc::SlotState::dead), ipc::SlotState::empty);
+      }
       continue;
     }
     // Holder 0 is the health check, on the supervisor's own thread.

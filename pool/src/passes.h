@@ -40,7 +40,8 @@ void retire(SlotRuntime& rt, bool recycle);
 // by a process that no longer exists, on two passes in a row goes dead and
 // its worker is killed (its exit restarts the slot). A dead slot whose
 // worker still runs (a guest gave it up after a timeout or a protocol
-// error: guests never signal the owner's children) has it killed; a slot
+// error: guests never signal the owner's children) has it killed, and a
+// dead overflow slot whose worker is gone goes empty; a slot
 // word no shmpool process writes (a worker scribbled on it) goes dead.
 // Returns the slots taken back from dead processes. Guests must share the
 // owner's pid namespace.
