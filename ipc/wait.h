@@ -20,12 +20,11 @@
 #include <cstdint>
 #include <type_traits>
 
+#include "ipc/layout.h"
 #include "ipc/spin_budget.h"
 #include "ipc/sys.h"
 
 namespace shmpool::ipc {
-
-inline constexpr std::size_t kCacheLine = 64;  // fixed: the Python core is built separately
 
 enum class WaitStrategy : uint32_t {
   spin = 0,    // busy-poll until the deadline (one core per waiter; benchmarks only)

@@ -6,7 +6,7 @@
 //   client_helper NAME payload SESSION N fills an arena block of N bytes in place, sends
 //                                        it (checksum, echo), checks the replies, prints
 //                                        "HOLDING" and keeps both blocks until killed
-//   client_helper NAME chaos PREFIX T N  T threads, N calls each in session PREFIX-<t>,
+//   client_helper NAME chaos PREFIX T N  prints "ATTACHED", then T threads, N calls each in session PREFIX-<t>,
 //                                        cycling echo (args), echo of a 64 KiB arena
 //                                        payload, echo of a 1 KiB payload, and every 25th
 //                                        a crashing call; every result checked. Prints
@@ -38,8 +38,6 @@ int main(int argc, char** argv) {
     return 1;
   }
   const std::string mode = argv[2], session = argv[3];
-  std::printf("ATTACHED\n");
-  std::fflush(stdout);
   if (mode == "calls" && argc == 5) {
     const int n = std::atoi(argv[4]);
     for (int k = 0; k < n; ++k) {
@@ -87,6 +85,8 @@ int main(int argc, char** argv) {
     for (;;) ::pause();
   }
   if (mode == "chaos" && argc == 6) {
+    std::printf("ATTACHED\n");
+    std::fflush(stdout);
     const int threads = std::atoi(argv[4]), n = std::atoi(argv[5]);
     std::mutex mu;
     std::map<std::string, long> errors;
