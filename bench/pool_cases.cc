@@ -81,10 +81,10 @@ void checkout_checkin(benchmark::State& state) {
     return;
   }
   for (uint32_t i = 0; i < 4; ++i)
-    ipc::set_state(*seg, i, ipc::state_bit(ipc::SlotState::empty), ipc::SlotState::idle);
+    ipc::SlotTable(*seg).set_state(i, ipc::state_bit(ipc::SlotState::empty), ipc::SlotState::idle);
   for (auto _ : state) {
     uint64_t word;
-    if (!ipc::try_checkout(*seg, 0, 1, &word) || !ipc::checkin(*seg, 0, word)) {
+    if (!ipc::SlotTable(*seg).try_checkout(0, 1, &word) || !ipc::SlotTable(*seg).checkin(0, word)) {
       state.SkipWithError("checkout failed");
       break;
     }

@@ -79,11 +79,17 @@ Expected<Reply> ZmqCaller::call(std::string_view command, const Args& args,
 ZmqWorkerProcess::ZmqWorkerProcess(int index) {
   endpoint_ = "ipc:///tmp/shmpool-bench-" + std::to_string(::getpid()) + "-" +
               std::to_string(index) + ".sock";
-  std::vector<std::string> args = {
-      SHMPOOL_PYTHON, "-m",         "python_shm_worker",
-      "--transport",  "zmq-ipc",    "--endpoint",
-      endpoint_,      "--handlers", SHMPOOL_BENCH_DIR "/real_handlers.py",
-      "--owner-pid",  std::to_string(::getpid())};  // it exits with us, however we end
+  std::vector<std::string> args = {SHMPOOL_PYTHON,
+                                   "-m",
+                                   "python_shm_worker",
+                                   "--transport",
+                                   "zmq-ipc",
+                                   "--endpoint",
+                                   endpoint_,
+                                   "--handlers",
+                                   SHMPOOL_BENCH_DIR "/real_handlers.py",
+                                   "--owner-pid",
+                                   std::to_string(::getpid())};  // it exits with us, however we end
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);

@@ -235,8 +235,7 @@ Arena Segment::arena() const {
   const uint64_t pages = geometry_.arena_bytes / kArenaPage;
   return Arena(&header().arena,
                std::launder(reinterpret_cast<ArenaBlock*>(base_ + layout_.arena_blocks_offset)),
-               base_ + layout_.arena_data_offset, uint32_t(pages), &Segment::reply_in_flight,
-               this);
+               base_ + layout_.arena_data_offset, uint32_t(pages), &Segment::reply_in_flight, this);
 }
 
 }  // namespace shmpool::ipc

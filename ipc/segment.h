@@ -1,8 +1,8 @@
 // segment.h: the shared segment of one pool: the per-process handle
 // `Segment` that maps it, and the layout it computes. The shared structs
 // live apart: segment_header.h (SegmentHeader, Geometry), slot_data.h
-// (SlotData, the slot state table), layout.h (cache line, lock-free atomics). The owner creates the segment (pre-allocated, mode 0600); workers and
-// clients attach to it by name.
+// (SlotData, the slot state table), layout.h (cache line, lock-free atomics). The owner creates the
+// segment (pre-allocated, mode 0600); workers and clients attach to it by name.
 //
 // Layout (offsets computed by compute_layout() from the Geometry stored in
 // the header; every attacher recomputes them and checks the file size):

@@ -60,7 +60,7 @@ struct SegmentHeader {
   std::atomic<uint32_t> reserved2{0};
   Doorbell slots_changed;  // rung on every slot transition but checkout
   // Pool-wide counters (relaxed; statistics only; not written by a call that
-  // succeeds: call_counts() sums the slots' counters).
+  // succeeds: SlotTable::call_counts() sums the slots' counters).
   alignas(kCacheLine) std::atomic<uint64_t> errors_by_category[8];  // indexed by shmpool::Category
   std::atomic<uint64_t> checkout_timeouts{0};
   std::atomic<uint64_t> session_table_full{0};

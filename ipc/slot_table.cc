@@ -2,7 +2,8 @@
 
 namespace shmpool::ipc {
 
-bool try_checkout(Segment& seg, uint32_t i, uint64_t owner, uint64_t* word) {
+bool SlotTable::try_checkout(uint32_t i, uint64_t owner, uint64_t* word) {
+  Segment& seg = *seg_;
   SlotData& s = seg.slot(i);
   uint64_t w = s.state.load(std::memory_order_acquire);  // pairs with set_state/checkin releases
   if (slot_state(w) != SlotState::idle) return false;
@@ -19,7 +20,7 @@ bool try_checkout(Segment& seg, uint32_t i, uint64_t owner, uint64_t* word) {
   return true;
 }
 
-CallCounts call_counts(const Segment& seg) {
+SlotTable::CallCounts SlotTable::call_counts(const Segment& seg) {
   CallCounts c;
   for (uint32_t i = 0; i < seg.slot_count(); ++i) {
     c.successes += seg.slot(i).successes.load(std::memory_order_relaxed);
@@ -28,7 +29,8 @@ CallCounts call_counts(const Segment& seg) {
   return c;
 }
 
-bool checkin(Segment& seg, uint32_t i, uint64_t word) {
+bool SlotTable::checkin(uint32_t i, uint64_t word) {
+  Segment& seg = *seg_;
   SlotData& s = seg.slot(i);
   uint64_t expected = word;
   const uint64_t idle = make_slot_word(slot_generation(word) + 1, SlotState::idle);
@@ -40,7 +42,8 @@ bool checkin(Segment& seg, uint32_t i, uint64_t word) {
   return ok;
 }
 
-bool release_as(Segment& seg, uint32_t i, uint64_t word, SlotState to) {
+bool SlotTable::release_as(uint32_t i, uint64_t word, SlotState to) {
+  Segment& seg = *seg_;
   uint64_t expected = word;
   // acq_rel: like checkin, publishes our use of the rings to the owner.
   bool ok = seg.slot(i).state.compare_exchange_strong(
@@ -50,7 +53,8 @@ bool release_as(Segment& seg, uint32_t i, uint64_t word, SlotState to) {
   return ok;
 }
 
-uint64_t set_state(Segment& seg, uint32_t i, uint32_t from_mask, SlotState to) {
+uint64_t SlotTable::set_state(uint32_t i, uint32_t from_mask, SlotState to) {
+  Segment& seg = *seg_;
   SlotData& s = seg.slot(i);
   uint64_t w = s.state.load(std::memory_order_acquire);
   for (;;) {

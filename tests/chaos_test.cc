@@ -4,8 +4,8 @@
 // echoes, crashing calls), and from outside, as the outside chaos run did: a
 // random worker SIGKILLed every 0.2 s, one SIGSTOPped for 1.5 s every 2.5 s
 // (past the clients' 1 s operation timeout), one whole client SIGKILLed
-// after the second kill (and left unreaped: a zombie holds nothing). Then every count is checked: no wrong, lost or hung
-// call, only the errors the faults explain, exact session counts for the
+// after the second kill (and left unreaped: a zombie holds nothing). Then every count is checked:
+// no wrong, lost or hung call, only the errors the faults explain, exact session counts for the
 // clients that lived, nothing leaked (slots, arena blocks, waiting count),
 // no orphan worker. The counts are printed (CHAOS ...).
 #include <gtest/gtest.h>
@@ -17,11 +17,11 @@
 #include <cstdio>
 #include <map>
 #include <mutex>
-#include <vector>
 #include <random>
 #include <set>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "shmpool/inspect.h"
 #include "shmpool/pool.h"
@@ -89,9 +89,9 @@ TEST_F(ChaosTest, WorkersAndAClientKilledAndStoppedUnderLoad) {
   const int64_t t0 = ipc::monotonic_ns();
   c.on_event = [&](const PoolEvent& e) {
     std::lock_guard lock(events_mu);
-    events.push_back(std::to_string((e.time_ns - t0) / 1'000'000) + " ms: " +
-                     std::to_string(int(e.kind)) + " slot " + std::to_string(e.slot) + " pid " +
-                     std::to_string(e.pid) + " " + e.detail);
+    events.push_back(std::to_string((e.time_ns - t0) / 1'000'000) +
+                     " ms: " + std::to_string(int(e.kind)) + " slot " + std::to_string(e.slot) +
+                     " pid " + std::to_string(e.pid) + " " + e.detail);
   };
   auto pool = test::start(c);
   ASSERT_TRUE(pool);
@@ -219,8 +219,8 @@ TEST_F(ChaosTest, WorkersAndAClientKilledAndStoppedUnderLoad) {
   EXPECT_EQ(errors["protocol_error"] + errors["invalid_response"], 0);
   EXPECT_GT(kills, 0);
   EXPECT_EQ(session_mismatches, 0);
-  EXPECT_TRUE(settled) << "busy " << s.busy << ", dead " << s.dead << ", waiting "
-                       << s.queue_length << ", arena blocks " << s.arena_blocks_in_use;
+  EXPECT_TRUE(settled) << "busy " << s.busy << ", dead " << s.dead << ", waiting " << s.queue_length
+                       << ", arena blocks " << s.arena_blocks_in_use;
   EXPECT_EQ(orphans, 0);
   if (HasFailure()) {
     std::lock_guard lock(events_mu);

@@ -160,9 +160,9 @@ TEST(WaiterCounts, AZombieIsNotAlive) {
     }
     return state == 'Z';
   };
-  ASSERT_EQ(wait_until(never, zombie, monotonic_ns() + 10'000'000'000,
-                       WaitPolicy{WaitStrategy::spin, 0}),
-            WaitResult::ready);
+  ASSERT_EQ(
+      wait_until(never, zombie, monotonic_ns() + 10'000'000'000, WaitPolicy{WaitStrategy::spin, 0}),
+      WaitResult::ready);
   EXPECT_FALSE(process_exists(child));
   EXPECT_TRUE(process_exists(::getpid()));
   int status = 0;
@@ -172,7 +172,8 @@ TEST(WaiterCounts, AZombieIsNotAlive) {
 
 TEST(WaiterCounts, AProcessPastTheTableCountsUnattributed) {
   auto q = std::make_unique<CheckoutQueue>();
-  for (uint32_t i = 0; i < kWaiterProcesses; ++i) ASSERT_NE(claim_waiter_count(*q, pid_t(10 + i)), nullptr);
+  for (uint32_t i = 0; i < kWaiterProcesses; ++i)
+    ASSERT_NE(claim_waiter_count(*q, pid_t(10 + i)), nullptr);
   EXPECT_EQ(claim_waiter_count(*q, 5), nullptr);
   add_waiting(*q, nullptr);
   EXPECT_EQ(waiting_callers(*q), 1u);

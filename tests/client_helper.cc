@@ -6,7 +6,8 @@
 //   client_helper NAME payload SESSION N fills an arena block of N bytes in place, sends
 //                                        it (checksum, echo), checks the replies, prints
 //                                        "HOLDING" and keeps both blocks until killed
-//   client_helper NAME chaos PREFIX T N  prints "ATTACHED", then T threads, N calls each in session PREFIX-<t>,
+//   client_helper NAME chaos PREFIX T N  prints "ATTACHED", then T threads, N calls each in session
+//   PREFIX-<t>,
 //                                        cycling echo (args), echo of a 64 KiB arena
 //                                        payload, echo of a 1 KiB payload, and every 25th
 //                                        a crashing call; every result checked. Prints
@@ -15,9 +16,9 @@
 //                                        errors=<type>:<n>,..." (exit 0)
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <chrono>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -105,8 +106,10 @@ int main(int argc, char** argv) {
           if (kind == 0) {
             auto r = (*client)->execute_in_session(
                 sid, "echo", shmpool::make_args([&](flexbuffers::Builder& b) { b.Int("k", k); }));
-            if (!r.ok()) error = r.error().type;
-            else right = r->value().AsMap()["k"].AsInt64() == k;
+            if (!r.ok())
+              error = r.error().type;
+            else
+              right = r->value().AsMap()["k"].AsInt64() == k;
           } else if (kind == 1) {
             auto buf = (*client)->alloc_payload(64 << 10);
             if (!buf.ok()) {
@@ -128,15 +131,19 @@ int main(int argc, char** argv) {
             shmpool::ExecOptions o;
             o.payload = small;
             auto r = (*client)->execute_in_session(sid, "echo", shmpool::empty_args(), o);
-            if (!r.ok()) error = r.error().type;
-            else right = r->payload().size() == small.size() && r->payload()[1023] == small[1023];
+            if (!r.ok())
+              error = r.error().type;
+            else
+              right = r->payload().size() == small.size() && r->payload()[1023] == small[1023];
           } else {
             auto r = (*client)->execute_in_session(
-                sid, "exit_now", shmpool::make_args([](flexbuffers::Builder& b) { b.Int("code", 3); }));
+                sid, "exit_now",
+                shmpool::make_args([](flexbuffers::Builder& b) { b.Int("code", 3); }));
             error = r.ok() ? "crash_call_succeeded" : r.error().type;
           }
           const double ms =
-              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                  .count();
           std::lock_guard lock(mu);
           if (!error.empty() && error != "worker_crashed") {
             std::fprintf(stderr, "chaos: %s after %.0f ms (thread %d, call %d, ended %lld ms)\n",
@@ -147,9 +154,12 @@ int main(int argc, char** argv) {
           }
           ++calls;
           slowest_ms = std::max(slowest_ms, ms);
-          if (!error.empty()) ++errors[error];
-          else if (!right) ++wrong;
-          else ++ok;
+          if (!error.empty())
+            ++errors[error];
+          else if (!right)
+            ++wrong;
+          else
+            ++ok;
         }
         std::lock_guard lock(mu);
         std::printf("SESSION %s %d\n", sid.c_str(), n);
@@ -157,7 +167,8 @@ int main(int argc, char** argv) {
     }
     for (auto& w : workers) w.join();
     std::string errs;
-    for (auto& [type, count] : errors) errs += (errs.empty() ? "" : ",") + type + ":" + std::to_string(count);
+    for (auto& [type, count] : errors)
+      errs += (errs.empty() ? "" : ",") + type + ":" + std::to_string(count);
     std::printf("CHAOS calls=%ld ok=%ld wrong=%ld slowest_ms=%.0f errors=%s\n", calls, ok, wrong,
                 slowest_ms, errs.c_str());
     return 0;

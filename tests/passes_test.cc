@@ -39,8 +39,10 @@ class PassesTest : public test::LeakCheck {
   }
   // Moves slot i from empty to idle, as a started worker would.
   void make_idle(uint32_t i) {
-    ASSERT_NE(ipc::set_state(*seg_, i, state_bit(SlotState::empty), SlotState::starting), 0u);
-    ASSERT_NE(ipc::set_state(*seg_, i, state_bit(SlotState::starting), SlotState::idle), 0u);
+    ASSERT_NE(ipc::SlotTable(*seg_).set_state(i, state_bit(SlotState::empty), SlotState::starting),
+              0u);
+    ASSERT_NE(ipc::SlotTable(*seg_).set_state(i, state_bit(SlotState::starting), SlotState::idle),
+              0u);
   }
   SlotState state(uint32_t i) { return state_of(*seg_, i); }
   // A pid no process has any more (a child, reaped).
@@ -63,8 +65,8 @@ TEST_F(PassesTest, ASlotHeldByADeadProcessIsReclaimedOnTheSecondPassOnly) {
   make_idle(0);
   make_idle(1);
   uint64_t w0, w1;
-  ASSERT_TRUE(ipc::try_checkout(*seg_, 0, uint64_t(uint32_t(dead_pid())) << 32 | 1, &w0));
-  ASSERT_TRUE(ipc::try_checkout(*seg_, 1, uint64_t(uint32_t(::getpid())) << 32 | 1, &w1));
+  ASSERT_TRUE(ipc::SlotTable(*seg_).try_checkout(0, uint64_t(uint32_t(dead_pid())) << 32 | 1, &w0));
+  ASSERT_TRUE(ipc::SlotTable(*seg_).try_checkout(1, uint64_t(uint32_t(::getpid())) << 32 | 1, &w1));
   const PassContext p = context();
   EXPECT_EQ(reclaim_orphans(p), 0u) << "first sighting: not yet";
   EXPECT_EQ(state(0), SlotState::busy);
@@ -81,11 +83,11 @@ TEST_F(PassesTest, AHolderThatCheckedInBetweenPassesIsNotAnOrphan) {
   make_idle(0);
   uint64_t w;
   const uint64_t owner = uint64_t(uint32_t(dead_pid())) << 32 | 1;
-  ASSERT_TRUE(ipc::try_checkout(*seg_, 0, owner, &w));
+  ASSERT_TRUE(ipc::SlotTable(*seg_).try_checkout(0, owner, &w));
   const PassContext p = context();
   EXPECT_EQ(reclaim_orphans(p), 0u);
-  ASSERT_TRUE(ipc::checkin(*seg_, 0, w));  // a new word: the sighting no longer counts
-  ASSERT_TRUE(ipc::try_checkout(*seg_, 0, owner, &w));
+  ASSERT_TRUE(ipc::SlotTable(*seg_).checkin(0, w));  // a new word: the sighting no longer counts
+  ASSERT_TRUE(ipc::SlotTable(*seg_).try_checkout(0, owner, &w));
   EXPECT_EQ(reclaim_orphans(p), 0u);
   EXPECT_EQ(state(0), SlotState::busy);
 }
@@ -102,7 +104,7 @@ TEST_F(PassesTest, ADeadOverflowSlotWithoutAWorkerGoesEmptyACoreOneWaitsForItsRe
   // caller then released it dead. No process runs in it any more.
   for (uint32_t i : {0u, 2u}) {
     make_idle(i);
-    ASSERT_NE(ipc::set_state(*seg_, i, state_bit(SlotState::idle), SlotState::dead), 0u);
+    ASSERT_NE(ipc::SlotTable(*seg_).set_state(i, state_bit(SlotState::idle), SlotState::dead), 0u);
   }
   slots_[0]->restart_at = 12345;  // a core slot's restart is scheduled
   EXPECT_EQ(reclaim_orphans(context()), 0u);
@@ -110,7 +112,7 @@ TEST_F(PassesTest, ADeadOverflowSlotWithoutAWorkerGoesEmptyACoreOneWaitsForItsRe
   EXPECT_EQ(state(0), SlotState::dead);
   slots_[2]->exit_pending = true;  // an exit not handled yet keeps it dead
   make_idle(2);
-  ASSERT_NE(ipc::set_state(*seg_, 2, state_bit(SlotState::idle), SlotState::dead), 0u);
+  ASSERT_NE(ipc::SlotTable(*seg_).set_state(2, state_bit(SlotState::idle), SlotState::dead), 0u);
   EXPECT_EQ(reclaim_orphans(context()), 0u);
   EXPECT_EQ(state(2), SlotState::dead);
 }
@@ -119,9 +121,9 @@ TEST_F(PassesTest, OnlyOverflowWorkersIdlePastTheTimeoutRetire) {
   cfg_.overflow_idle_timeout = std::chrono::milliseconds(1000);
   for (uint32_t i = 0; i < 4; ++i) make_idle(i);
   const int64_t now = 10'000'000'000;
-  seg_->slot(0).last_activity_ns.store(1);                     // core: never retires
-  seg_->slot(2).last_activity_ns.store(now - 2'000'000'000);   // overflow, idle 2 s
-  seg_->slot(3).last_activity_ns.store(now - 500'000'000);     // overflow, idle 0.5 s
+  seg_->slot(0).last_activity_ns.store(1);                    // core: never retires
+  seg_->slot(2).last_activity_ns.store(now - 2'000'000'000);  // overflow, idle 2 s
+  seg_->slot(3).last_activity_ns.store(now - 500'000'000);    // overflow, idle 0.5 s
   EXPECT_EQ(retire_idle_overflow(context(), now), 1u);
   EXPECT_EQ(state(0), SlotState::idle);
   EXPECT_EQ(state(2), SlotState::retiring);
@@ -153,7 +155,7 @@ TEST_F(PassesTest, IdleWorkersOverTheMemoryLimitAreRecycled) {
   seg_->slot(1).worker_pid.store(101);
   seg_->slot(2).worker_pid.store(102);
   uint64_t w;
-  ASSERT_TRUE(ipc::try_checkout(*seg_, 2, 1, &w));  // busy: checked only when idle
+  ASSERT_TRUE(ipc::SlotTable(*seg_).try_checkout(2, 1, &w));  // busy: checked only when idle
   auto rss = [](pid_t pid) -> uint64_t { return pid == 101 ? 500 : 5000; };
   EXPECT_EQ(recycle_by_rss(context(), rss), 1u);
   EXPECT_EQ(state(0), SlotState::retiring);
@@ -167,14 +169,14 @@ TEST_F(PassesTest, DemandStartsCoreSlotsFirstAndNoMoreThanTheWaitingCallers) {
   EXPECT_TRUE(slots_for_demand(context()).empty());
   seg_->header().queue.waiters.unattributed.store(3);
   EXPECT_EQ(slots_for_demand(context()), (std::vector<uint32_t>{0, 1, 2}));
-  make_idle(0);  // an idle worker serves one of them
+  make_idle(0);                // an idle worker serves one of them
   slots_[1]->starting = true;  // a starter owns slot 1
   EXPECT_EQ(slots_for_demand(context()), (std::vector<uint32_t>{2, 3}));
 }
 
 TEST_F(PassesTest, DemandLeavesADeadSlotWithARestartScheduledToItsBackoff) {
   make_idle(0);
-  ASSERT_NE(ipc::set_state(*seg_, 0, state_bit(SlotState::idle), SlotState::dead), 0u);
+  ASSERT_NE(ipc::SlotTable(*seg_).set_state(0, state_bit(SlotState::idle), SlotState::dead), 0u);
   slots_[0]->restart_at = 12345;
   seg_->header().queue.waiters.unattributed.store(1);
   EXPECT_EQ(slots_for_demand(context()), (std::vector<uint32_t>{1}));

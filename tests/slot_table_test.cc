@@ -31,16 +31,16 @@ class SlotTableTest : public test::LeakCheck {
 
 TEST_F(SlotTableTest, OnlyIdleSlotsCanBeCheckedOut) {
   uint64_t w;
-  EXPECT_FALSE(try_checkout(*seg_, 0, 1, &w)) << "empty";
-  ASSERT_NE(set_state(*seg_, 0, state_bit(SlotState::empty), SlotState::starting), 0u);
-  EXPECT_FALSE(try_checkout(*seg_, 0, 1, &w)) << "starting";
-  ASSERT_NE(set_state(*seg_, 0, state_bit(SlotState::starting), SlotState::idle), 0u);
-  ASSERT_TRUE(try_checkout(*seg_, 0, 42, &w));
+  EXPECT_FALSE(SlotTable(*seg_).try_checkout(0, 1, &w)) << "empty";
+  ASSERT_NE(SlotTable(*seg_).set_state(0, state_bit(SlotState::empty), SlotState::starting), 0u);
+  EXPECT_FALSE(SlotTable(*seg_).try_checkout(0, 1, &w)) << "starting";
+  ASSERT_NE(SlotTable(*seg_).set_state(0, state_bit(SlotState::starting), SlotState::idle), 0u);
+  ASSERT_TRUE(SlotTable(*seg_).try_checkout(0, 42, &w));
   EXPECT_EQ(slot_state(w), SlotState::busy);
   EXPECT_EQ(seg_->slot(0).owner.load(), 42u);
   uint64_t w2;
-  EXPECT_FALSE(try_checkout(*seg_, 0, 43, &w2)) << "busy";
-  EXPECT_TRUE(checkin(*seg_, 0, w));
+  EXPECT_FALSE(SlotTable(*seg_).try_checkout(0, 43, &w2)) << "busy";
+  EXPECT_TRUE(SlotTable(*seg_).checkin(0, w));
   EXPECT_EQ(slot_state(seg_->slot(0).state.load()), SlotState::idle);
   EXPECT_GT(slot_generation(seg_->slot(0).state.load()), slot_generation(w));
 }
@@ -48,14 +48,14 @@ TEST_F(SlotTableTest, OnlyIdleSlotsCanBeCheckedOut) {
 TEST_F(SlotTableTest, TheBusyWordNamesItsHolderFromTheCheckoutCasOn) {
   // The owner tells a slot held by a dead process from one just checked out
   // by reading the holder from the state word: it must be there at once.
-  ASSERT_NE(set_state(*seg_, 1, state_bit(SlotState::empty), SlotState::idle), 0u);
+  ASSERT_NE(SlotTable(*seg_).set_state(1, state_bit(SlotState::empty), SlotState::idle), 0u);
   const uint32_t pid = 4'000'000;  // above the default pid_max, within 22 bits
   uint64_t w;
-  ASSERT_TRUE(try_checkout(*seg_, 1, uint64_t(pid) << 32 | 7, &w));
+  ASSERT_TRUE(SlotTable(*seg_).try_checkout(1, uint64_t(pid) << 32 | 7, &w));
   EXPECT_EQ(slot_holder_pid(seg_->slot(1).state.load()), pid);
   EXPECT_EQ(slot_state(w), SlotState::busy);
   const uint32_t generation = slot_generation(w);
-  ASSERT_TRUE(checkin(*seg_, 1, w));
+  ASSERT_TRUE(SlotTable(*seg_).checkin(1, w));
   const uint64_t idle = seg_->slot(1).state.load();
   EXPECT_EQ(slot_holder_pid(idle), 0u);
   EXPECT_EQ(slot_generation(idle), generation + 1);
@@ -65,17 +65,17 @@ TEST_F(SlotTableTest, TheBusyWordNamesItsHolderFromTheCheckoutCasOn) {
 }
 
 TEST_F(SlotTableTest, CheckinAfterTheOwnerMarkedTheSlotDeadFails) {
-  set_state(*seg_, 1, state_bit(SlotState::empty), SlotState::idle);
+  SlotTable(*seg_).set_state(1, state_bit(SlotState::empty), SlotState::idle);
   uint64_t w;
-  ASSERT_TRUE(try_checkout(*seg_, 1, 7, &w));
-  ASSERT_NE(set_state(*seg_, 1, ~0u, SlotState::dead), 0u);
-  EXPECT_FALSE(checkin(*seg_, 1, w)) << "a stale generation never wins";
+  ASSERT_TRUE(SlotTable(*seg_).try_checkout(1, 7, &w));
+  ASSERT_NE(SlotTable(*seg_).set_state(1, ~0u, SlotState::dead), 0u);
+  EXPECT_FALSE(SlotTable(*seg_).checkin(1, w)) << "a stale generation never wins";
   EXPECT_EQ(slot_state(seg_->slot(1).state.load()), SlotState::dead);
 }
 
 TEST_F(SlotTableTest, ContendedCheckoutsAreMutuallyExclusive) {
   for (uint32_t i = 0; i < 3; ++i)
-    set_state(*seg_, i, state_bit(SlotState::empty), SlotState::idle);
+    SlotTable(*seg_).set_state(i, state_bit(SlotState::empty), SlotState::idle);
   std::atomic<int> in_use[3] = {0, 0, 0};
   std::atomic<uint64_t> total{0};
   std::vector<std::thread> threads;
@@ -84,11 +84,11 @@ TEST_F(SlotTableTest, ContendedCheckoutsAreMutuallyExclusive) {
       for (int n = 0; n < 5000;) {
         for (uint32_t i = 0; i < 3 && n < 5000; ++i) {
           uint64_t w;
-          if (!try_checkout(*seg_, i, uint64_t(t), &w)) continue;
+          if (!SlotTable(*seg_).try_checkout(i, uint64_t(t), &w)) continue;
           EXPECT_EQ(in_use[i].exchange(1), 0) << "two holders of slot " << i;
           seg_->slot(i).calls.fetch_add(1, std::memory_order_relaxed);
           in_use[i].store(0);
-          EXPECT_TRUE(checkin(*seg_, i, w));
+          EXPECT_TRUE(SlotTable(*seg_).checkin(i, w));
           ++n;
           total.fetch_add(1);
         }
@@ -117,23 +117,23 @@ TEST(SlotStateTable, EveryTransitionTheCodeMakes) {
   ASSERT_EQ(Segment::create(name, Geometry{1, 0, 4096, 4096}, &seg), Errc::ok);
   auto state = [&] { return slot_state(seg->slot(0).state.load()); };
   auto owner_sets = [&](uint32_t from_mask, SlotState to) {
-    return set_state(*seg, 0, from_mask, to) != 0;
+    return SlotTable(*seg).set_state(0, from_mask, to) != 0;
   };
   const uint32_t launchable = state_bit(SlotState::empty) | state_bit(SlotState::dead);
-  const uint32_t on_exit = state_bit(SlotState::starting) | state_bit(SlotState::idle) |
-                           state_bit(SlotState::retiring);
+  const uint32_t on_exit =
+      state_bit(SlotState::starting) | state_bit(SlotState::idle) | state_bit(SlotState::retiring);
   uint64_t w = 0;
   // empty -> starting -> idle (a worker starts)
   ASSERT_TRUE(owner_sets(launchable, SlotState::starting));
   ASSERT_TRUE(owner_sets(state_bit(SlotState::starting), SlotState::idle));
   EXPECT_EQ(state(), SlotState::idle);
   // idle -> busy -> idle (a call)
-  ASSERT_TRUE(try_checkout(*seg, 0, 1, &w));
+  ASSERT_TRUE(SlotTable(*seg).try_checkout(0, 1, &w));
   EXPECT_EQ(state(), SlotState::busy);
-  ASSERT_TRUE(checkin(*seg, 0, w));
+  ASSERT_TRUE(SlotTable(*seg).checkin(0, w));
   // idle -> busy -> dead (a call whose worker must go)
-  ASSERT_TRUE(try_checkout(*seg, 0, 1, &w));
-  ASSERT_TRUE(release_as(*seg, 0, w, SlotState::dead));
+  ASSERT_TRUE(SlotTable(*seg).try_checkout(0, 1, &w));
+  ASSERT_TRUE(SlotTable(*seg).release_as(0, w, SlotState::dead));
   EXPECT_EQ(state(), SlotState::dead);
   // dead -> starting -> dead (a restart that fails)
   ASSERT_TRUE(owner_sets(launchable, SlotState::starting));
@@ -145,13 +145,13 @@ TEST(SlotStateTable, EveryTransitionTheCodeMakes) {
   // ... or a caller checks out a slot whose worker is gone and releases it dead
   ASSERT_TRUE(owner_sets(launchable, SlotState::starting));
   ASSERT_TRUE(owner_sets(state_bit(SlotState::starting), SlotState::idle));
-  ASSERT_TRUE(try_checkout(*seg, 0, 1, &w));
-  ASSERT_TRUE(release_as(*seg, 0, w, SlotState::dead));
+  ASSERT_TRUE(SlotTable(*seg).try_checkout(0, 1, &w));
+  ASSERT_TRUE(SlotTable(*seg).release_as(0, w, SlotState::dead));
   // busy -> retiring -> dead -> empty (recycled after a call)
   ASSERT_TRUE(owner_sets(launchable, SlotState::starting));
   ASSERT_TRUE(owner_sets(state_bit(SlotState::starting), SlotState::idle));
-  ASSERT_TRUE(try_checkout(*seg, 0, 1, &w));
-  ASSERT_TRUE(release_as(*seg, 0, w, SlotState::retiring));
+  ASSERT_TRUE(SlotTable(*seg).try_checkout(0, 1, &w));
+  ASSERT_TRUE(SlotTable(*seg).release_as(0, w, SlotState::retiring));
   EXPECT_EQ(state(), SlotState::retiring);
   ASSERT_TRUE(owner_sets(on_exit, SlotState::dead));
   ASSERT_TRUE(owner_sets(state_bit(SlotState::dead), SlotState::empty));
@@ -164,20 +164,20 @@ TEST(SlotStateTable, EveryTransitionTheCodeMakes) {
   // busy -> dead by the owner (the holder's process died): release_as with the seen word
   ASSERT_TRUE(owner_sets(launchable, SlotState::starting));
   ASSERT_TRUE(owner_sets(state_bit(SlotState::starting), SlotState::idle));
-  ASSERT_TRUE(try_checkout(*seg, 0, 1, &w));
+  ASSERT_TRUE(SlotTable(*seg).try_checkout(0, 1, &w));
   const uint64_t seen = seg->slot(0).state.load();
-  ASSERT_TRUE(release_as(*seg, 0, seen, SlotState::dead));
+  ASSERT_TRUE(SlotTable(*seg).release_as(0, seen, SlotState::dead));
   // a busy slot's worker exits: the exit's mask leaves it busy for its holder
   ASSERT_TRUE(owner_sets(launchable, SlotState::starting));
   ASSERT_TRUE(owner_sets(state_bit(SlotState::starting), SlotState::idle));
-  ASSERT_TRUE(try_checkout(*seg, 0, 1, &w));
+  ASSERT_TRUE(SlotTable(*seg).try_checkout(0, 1, &w));
   EXPECT_FALSE(owner_sets(on_exit, SlotState::dead));
   EXPECT_EQ(state(), SlotState::busy);
-  ASSERT_TRUE(release_as(*seg, 0, w, SlotState::dead));
+  ASSERT_TRUE(SlotTable(*seg).release_as(0, w, SlotState::dead));
   // invalid -> dead (a scribbled word)
   seg->slot(0).state.store(make_slot_word(99, SlotState(77)));
   const uint64_t scribbled = seg->slot(0).state.load();
-  ASSERT_TRUE(release_as(*seg, 0, scribbled, SlotState::dead));
+  ASSERT_TRUE(SlotTable(*seg).release_as(0, scribbled, SlotState::dead));
   EXPECT_EQ(state(), SlotState::dead);
   // A transition from a state the mask leaves out never happens.
   EXPECT_FALSE(owner_sets(state_bit(SlotState::idle), SlotState::retiring));

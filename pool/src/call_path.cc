@@ -15,6 +15,7 @@ CallPath::CallPath(std::shared_ptr<ipc::Segment> seg, std::shared_ptr<ArenaHandl
       sessions_(sessions),
       settings_(std::move(settings)),
       role_(role),
+      table_(*seg_),
       waiter_count_(ipc::claim_waiter_count(seg_->header().queue, settings_.self_pid)) {
   for (uint32_t i = 0; i < seg_->slot_count(); ++i) {
     channels_.push_back(std::make_unique<ShmChannel>(seg_.get(), i, settings_.policy, arena_));
@@ -24,9 +25,8 @@ CallPath::CallPath(std::shared_ptr<ipc::Segment> seg, std::shared_ptr<ArenaHandl
 
 // ---- the call ----
 
-Expected<Reply> CallPath::execute_in_session(std::string_view session_id,
-                                             std::string_view command, const Args& args,
-                                             const ExecOptions& opt) {
+Expected<Reply> CallPath::execute_in_session(std::string_view session_id, std::string_view command,
+                                             const Args& args, const ExecOptions& opt) {
   if (session_id.empty()) {
     return count(with_context(
         make_error(Category::config_error, "invalid_session_id", "session id must not be empty"),
@@ -39,10 +39,11 @@ Expected<Reply> CallPath::execute(std::string_view session_id, std::string_view 
                                   const Args& args, const ExecOptions& opt) {
   const int64_t t0 = ipc::monotonic_ns();
   if (!session_id.empty() && !ipc::valid_session_id(session_id)) {
-    return count(with_context(make_error(Category::config_error, "invalid_session_id",
-                                         "session ids are 1-64 printable ASCII bytes without spaces"),
-                              {})
-                     .with("session_id_length", std::to_string(session_id.size())));
+    return count(
+        with_context(make_error(Category::config_error, "invalid_session_id",
+                                "session ids are 1-64 printable ASCII bytes without spaces"),
+                     {})
+            .with("session_id_length", std::to_string(session_id.size())));
   }
   if (auto refused = role_.refuse()) return count(with_context(std::move(*refused), session_id));
   const auto checkout_timeout = opt.checkout_timeout.value_or(settings_.checkout_timeout);
@@ -83,8 +84,8 @@ Expected<Reply> CallPath::execute(std::string_view session_id, std::string_view 
     return r;
   }
   ipc::bump(sd.errors);  // we still hold the slot
-  Error e = with_context(r.error(), session_id, int(i),
-                         sd.worker_pid.load(std::memory_order_relaxed));
+  Error e =
+      with_context(r.error(), session_id, int(i), sd.worker_pid.load(std::memory_order_relaxed));
   // The owner is gone (a guest's call): its workers follow, nobody counts.
   if (e.type == kPoolNotAvailable) return e;
   e.with("command", std::string(command));
@@ -115,24 +116,24 @@ Expected<Reply> CallPath::execute(std::string_view session_id, std::string_view 
 bool SlotLease::checkin() {
   if (!held_) return false;
   held_ = false;
-  return ipc::checkin(*path_.seg_, slot_, word_);
+  return path_.table_.checkin(slot_, word_);
 }
 
 bool SlotLease::release_as(ipc::SlotState to) {
   if (!held_) return false;
   held_ = false;
-  return ipc::release_as(*path_.seg_, slot_, word_, to);
+  return path_.table_.release_as(slot_, word_, to);
 }
 
 // ---- checkout ----
 
 bool CallPath::try_slot(uint32_t i, uint64_t owner, Checkout* co) {
-  if (!ipc::try_checkout(*seg_, i, owner, &co->word)) return false;
+  if (!table_.try_checkout(i, owner, &co->word)) return false;
   if (seg_->slot(i).worker_alive.load(std::memory_order_acquire) != 0) {
     co->slot = i;
     return true;
   }
-  ipc::release_as(*seg_, i, co->word, ipc::SlotState::dead);
+  table_.release_as(i, co->word, ipc::SlotState::dead);
   return false;
 }
 

@@ -21,6 +21,7 @@
 #include "ipc/checkout_queue.h"
 #include "ipc/segment.h"
 #include "ipc/session_table.h"
+#include "ipc/slot_table.h"
 #include "ipc/wait.h"
 #include "pool/src/arena_handle.h"
 #include "pool/src/runtime.h"
@@ -127,6 +128,7 @@ class CallPath {
   ipc::SessionTable sessions_;
   CallSettings settings_;
   CallRole& role_;
+  ipc::SlotTable table_;
   // One per slot, used only by the slot's holder (the lease).
   std::vector<std::unique_ptr<ShmChannel>> channels_;
   ipc::WaiterCount* waiter_count_;  // this process's, in the segment (or null: unattributed)
@@ -141,8 +143,7 @@ class CallPath {
 // owner does not replace the slot's worker.
 class SlotLease {
  public:
-  SlotLease(CallPath& path, uint32_t slot, uint64_t word)
-      : path_(path), slot_(slot), word_(word) {}
+  SlotLease(CallPath& path, uint32_t slot, uint64_t word) : path_(path), slot_(slot), word_(word) {}
   SlotLease(const SlotLease&) = delete;
   SlotLease& operator=(const SlotLease&) = delete;
   ~SlotLease() { checkin(); }

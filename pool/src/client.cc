@@ -103,12 +103,13 @@ struct Client::State {
     for (uint32_t i = 0; i < seg->slot_count(); ++i) seg->slot(i).response.data.ring();
     seg->header().slots_changed.ring();
     ipc::wake_all(seg->header().queue);
-    detail::emit_event(opt.on_event, {PoolEvent::Kind::pool_lost,
-                                      ipc::monotonic_ns(),
-                                      -1,
-                                      0,
-                                      {},
-                                      "owner " + std::to_string(seg->header().owner_pid) + " died"});
+    detail::emit_event(opt.on_event,
+                       {PoolEvent::Kind::pool_lost,
+                        ipc::monotonic_ns(),
+                        -1,
+                        0,
+                        {},
+                        "owner " + std::to_string(seg->header().owner_pid) + " died"});
   }
 };
 
@@ -165,8 +166,8 @@ Expected<std::unique_ptr<Client>> Client::attach(std::string_view pool_name,
   s->policy = cs.policy;
   const ipc::SessionTable sessions(s->seg->sessions(), s->seg->geometry().session_capacity,
                                    &s->seg->header().session_lock, cs.token_base);
-  s->calls = std::make_unique<detail::CallPath>(s->seg, s->arena, sessions, std::move(cs),
-                                                *s->role, &s->owner_dead);
+  s->calls = std::make_unique<detail::CallPath>(s->seg, s->arena, sessions, std::move(cs), *s->role,
+                                                &s->owner_dead);
   s->watcher = std::thread([st = s.get()] { st->watch_owner(); });
   return std::unique_ptr<Client>(new Client(std::move(s)));
 }

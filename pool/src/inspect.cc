@@ -68,7 +68,7 @@ PoolSnapshot snapshot_of(const ipc::Segment& s) {
   p.arena_blocks_in_use = u.blocks;
   p.arena_pinned_blocks = u.pinned;
   p.uptime_s = std::max(0.0, seconds_since(h.created_ns));
-  const ipc::CallCounts calls = ipc::call_counts(s);
+  const ipc::SlotTable::CallCounts calls = ipc::SlotTable::call_counts(s);
   p.calls = calls.successes + calls.errors;
   p.successes = calls.successes;
   p.checkout_timeouts = h.checkout_timeouts.load(std::memory_order_relaxed);

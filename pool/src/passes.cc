@@ -37,7 +37,7 @@ uint32_t reclaim_orphans(const PassContext& p) {
     const auto state = ipc::slot_state(w);
     if (!ipc::valid_slot_state(state)) {
       // Nothing of ours writes this: the worker scribbled on its slot.
-      if (ipc::release_as(p.seg, i, w, ipc::SlotState::dead)) rt.signal(SIGKILL);
+      if (p.table().release_as(i, w, ipc::SlotState::dead)) rt.signal(SIGKILL);
       continue;
     }
     if (state == ipc::SlotState::dead && !rt.starting && !rt.retiring) {
@@ -48,7 +48,7 @@ uint32_t reclaim_orphans(const PassContext& p) {
                  !rt.exit_pending.load(std::memory_order_relaxed)) {
         // An overflow slot its caller released dead after the exit was
         // handled (the exit found it busy): empty, as the exit would have left it.
-        ipc::set_state(p.seg, i, ipc::state_bit(ipc::SlotState::dead), ipc::SlotState::empty);
+        p.table().set_state(i, ipc::state_bit(ipc::SlotState::dead), ipc::SlotState::empty);
       }
       continue;
     }
@@ -61,7 +61,7 @@ uint32_t reclaim_orphans(const PassContext& p) {
       continue;
     }
     rt.orphan_word = 0;
-    if (!ipc::release_as(p.seg, i, w, ipc::SlotState::dead)) continue;
+    if (!p.table().release_as(i, w, ipc::SlotState::dead)) continue;
     ++reclaimed;
     emit_event(p.on_event, {PoolEvent::Kind::client_slot_reclaimed,
                             ipc::monotonic_ns(),
@@ -84,7 +84,7 @@ uint32_t retire_idle_overflow(const PassContext& p, int64_t now) {
                                   sd.started_ns.load(std::memory_order_relaxed));
     if (state_of(p.seg, i) == ipc::SlotState::idle && last != 0 &&
         now - last >= ms_to_ns(p.cfg.overflow_idle_timeout) &&
-        ipc::set_state(p.seg, i, ipc::state_bit(ipc::SlotState::idle), ipc::SlotState::retiring)) {
+        p.table().set_state(i, ipc::state_bit(ipc::SlotState::idle), ipc::SlotState::retiring)) {
       retire(*p.slots[i], /*recycle=*/false);
       ++retired;
     }
@@ -108,7 +108,7 @@ uint32_t recycle_by_rss(const PassContext& p, const std::function<uint64_t(pid_t
     if (state_of(p.seg, i) != ipc::SlotState::idle) continue;
     const pid_t pid = p.seg.slot(i).worker_pid.load(std::memory_order_relaxed);
     if (rss(pid) > p.cfg.max_worker_rss_bytes &&
-        ipc::set_state(p.seg, i, ipc::state_bit(ipc::SlotState::idle), ipc::SlotState::retiring)) {
+        p.table().set_state(i, ipc::state_bit(ipc::SlotState::idle), ipc::SlotState::retiring)) {
       retire(*p.slots[i], /*recycle=*/true);
       ++recycled;
     }
@@ -133,31 +133,30 @@ std::vector<uint32_t> slots_for_demand(const PassContext& p) {
   return out;
 }
 
-uint32_t health_check(const PassContext& p,
-                      const std::function<ShmChannel&(uint32_t)>& channel) {
+uint32_t health_check(const PassContext& p, const std::function<ShmChannel&(uint32_t)>& channel) {
   uint32_t killed = 0;
   ipc::CheckoutQueue& q = p.seg.header().queue;
   for (uint32_t i = 0; i < p.slots.size(); ++i) {
     if (ipc::waiting_callers(q) != 0 || !ipc::may_barge(q)) break;  // callers first
     uint64_t word;
-    if (!ipc::try_checkout(p.seg, i, 0, &word)) continue;
+    if (!p.table().try_checkout(i, 0, &word)) continue;
     if (p.seg.slot(i).worker_alive.load(std::memory_order_acquire) == 0) {
-      ipc::release_as(p.seg, i, word, ipc::SlotState::dead);  // gone: the exit restarts it
+      p.table().release_as(i, word, ipc::SlotState::dead);  // gone: the exit restarts it
       continue;
     }
     ShmChannel& ch = channel(i);
     CallSpec spec;
     spec.id = ch.next_request_id();
     spec.command = "ping";
-    spec.deadline_ns = ipc::monotonic_ns() +
-                       std::min<int64_t>(ms_to_ns(p.cfg.operation_timeout), 5'000'000'000);
+    spec.deadline_ns =
+        ipc::monotonic_ns() + std::min<int64_t>(ms_to_ns(p.cfg.operation_timeout), 5'000'000'000);
     if (ch.call(spec).ok()) {
       std::atomic<uint64_t>& pings = p.slots[i]->health_pings;
       pings.store(pings.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-      ipc::checkin(p.seg, i, word);
+      p.table().checkin(i, word);
       continue;
     }
-    ipc::release_as(p.seg, i, word, ipc::SlotState::dead);
+    p.table().release_as(i, word, ipc::SlotState::dead);
     p.slots[i]->signal(SIGKILL);
     ++killed;
   }

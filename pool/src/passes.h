@@ -17,6 +17,7 @@
 
 #include "ipc/segment.h"
 #include "ipc/session_table.h"
+#include "ipc/slot_table.h"
 #include "pool/src/runtime.h"
 #include "shmpool/pool.h"
 
@@ -29,6 +30,7 @@ struct PassContext {
   const PoolConfig& cfg;
   EventCallback on_event;
   pid_t self_pid = 0;  // the owner: its own holders are never orphans
+  ipc::SlotTable table() const { return ipc::SlotTable(seg); }
 };
 
 // The supervisor asks the worker of slot `rt` to go (SIGTERM): `recycle`

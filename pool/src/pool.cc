@@ -220,7 +220,8 @@ Expected<std::unique_ptr<Pool>> Pool::start(PoolConfig config) {
   cs.operation_timeout = c.operation_timeout;
   cs.on_event = c.on_event;
   cs.clock = c.clock;
-  s->calls = std::make_unique<detail::CallPath>(s->seg, s->arena, sessions, std::move(cs), *s->role);
+  s->calls =
+      std::make_unique<detail::CallPath>(s->seg, s->arena, sessions, std::move(cs), *s->role);
   std::unique_ptr<Pool> pool(new Pool(s));
   // Initial workers, started in parallel; wait until each is idle or failed.
   const uint32_t initial = c.lazy ? c.min_warm : c.size;
@@ -305,10 +306,9 @@ std::vector<SessionInfo> Pool::sessions() const { return s_->calls->list_session
 
 uint32_t Pool::cleanup_sessions() {
   ipc::SessionTable sessions = s_->calls->sessions();
-  return detail::expire_sessions(sessions, s_->calls->settings().clock
-                                               ? s_->calls->settings().clock()
-                                               : ipc::monotonic_ns(),
-                                 s_->cfg.session_ttl, s_->cfg.on_event);
+  return detail::expire_sessions(
+      sessions, s_->calls->settings().clock ? s_->calls->settings().clock() : ipc::monotonic_ns(),
+      s_->cfg.session_ttl, s_->cfg.on_event);
 }
 
 const std::string& Pool::name() const { return s_->cfg.name; }

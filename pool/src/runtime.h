@@ -52,8 +52,8 @@ struct SupervisorEvent {
   Kind kind;
   uint32_t slot = 0;
   std::optional<Error> error = {};  // start_failed: why
-  std::string exit = {};       // exited: how ("killed by SIGKILL", ...)
-  pid_t pid = 0;               // exited: which worker
+  std::string exit = {};            // exited: how ("killed by SIGKILL", ...)
+  pid_t pid = 0;                    // exited: which worker
 };
 
 // The owner's record of one slot, beside the slot's shared SlotData.

@@ -15,6 +15,7 @@ Supervisor::Supervisor(const PoolConfig& cfg, std::shared_ptr<ipc::Segment> seg,
                        ipc::WaitPolicy policy)
     : cfg_(cfg),
       seg_(std::move(seg)),
+      table_(*seg_),
       arena_(std::move(arena)),
       sessions_(sessions),
       policy_(policy),
@@ -44,8 +45,7 @@ void Supervisor::set_closing() {
 }
 
 bool Supervisor::failing_fast() const {
-  return failing_fast_.load(std::memory_order_relaxed) &&
-         live_workers(*seg_, 0, slot_count()) == 0;
+  return failing_fast_.load(std::memory_order_relaxed) && live_workers(*seg_, 0, slot_count()) == 0;
 }
 
 Error Supervisor::startup_error() const {
@@ -60,15 +60,15 @@ Error Supervisor::startup_error() const {
 bool Supervisor::launch(uint32_t i) {
   SlotRuntime& rt = *slots_[i];
   if (auto proc = rt.process(); proc && !proc->exited()) return false;
-  if (!ipc::set_state(
-          *seg_, i, ipc::state_bit(ipc::SlotState::empty) | ipc::state_bit(ipc::SlotState::dead),
+  if (!table_.set_state(
+          i, ipc::state_bit(ipc::SlotState::empty) | ipc::state_bit(ipc::SlotState::dead),
           ipc::SlotState::starting)) {
     return false;
   }
   // The CAS acquired the exit callback's "dead": an exit whose event the
   // supervisor has not handled yet keeps the slot down until it has.
   if (rt.exit_pending.load(std::memory_order_relaxed)) {
-    ipc::set_state(*seg_, i, ipc::state_bit(ipc::SlotState::starting), ipc::SlotState::dead);
+    table_.set_state(i, ipc::state_bit(ipc::SlotState::starting), ipc::SlotState::dead);
     return false;
   }
   rt.starting = true;
@@ -101,7 +101,7 @@ void Supervisor::run_starter(uint32_t i) {
   spec.on_exit = [this, i](const ExitInfo& info) { on_worker_exit(i, info); };
   auto spawned = WorkerProcess::spawn(std::move(spec));
   auto failed = [&](Error e) {
-    ipc::set_state(*seg_, i, ipc::kAnySlotState, ipc::SlotState::dead);
+    table_.set_state(i, ipc::kAnySlotState, ipc::SlotState::dead);
     post({SupervisorEvent::Kind::start_failed, i,
           std::move(e.with("pool_name", cfg_.name).with("slot", std::to_string(i)))});
   };
@@ -123,7 +123,7 @@ void Supervisor::run_starter(uint32_t i) {
     rt.proc = std::move(proc);
   }
   // release: a caller that checks the slot out sees the worker ready and the rings reset.
-  ipc::set_state(*seg_, i, ipc::state_bit(ipc::SlotState::starting), ipc::SlotState::idle);
+  table_.set_state(i, ipc::state_bit(ipc::SlotState::starting), ipc::SlotState::idle);
   post({SupervisorEvent::Kind::started, i, std::nullopt});
 }
 
@@ -143,10 +143,10 @@ void Supervisor::on_worker_exit(uint32_t i, const ExitInfo& info) {
   // A busy slot stays busy: its caller sees worker_alive == 0, fails its
   // call and marks the slot dead itself. Relaunching under it would let the
   // new worker's frames reach that caller.
-  ipc::set_state(*seg_, i,
-                 ipc::state_bit(ipc::SlotState::starting) | ipc::state_bit(ipc::SlotState::idle) |
-                     ipc::state_bit(ipc::SlotState::retiring),
-                 ipc::SlotState::dead);
+  table_.set_state(i,
+                   ipc::state_bit(ipc::SlotState::starting) | ipc::state_bit(ipc::SlotState::idle) |
+                       ipc::state_bit(ipc::SlotState::retiring),
+                   ipc::SlotState::dead);
   post({SupervisorEvent::Kind::exited, i, std::nullopt, info.describe(), pid});
 }
 
@@ -248,10 +248,14 @@ void Supervisor::on_exited(const SupervisorEvent& ev) {
     return;
   }
   if (rt.retiring) {
-    emit_event(cfg_.on_event, {PoolEvent::Kind::worker_retired, ipc::monotonic_ns(),
-                               int32_t(ev.slot), ev.pid, {}, ev.exit});
+    emit_event(cfg_.on_event, {PoolEvent::Kind::worker_retired,
+                               ipc::monotonic_ns(),
+                               int32_t(ev.slot),
+                               ev.pid,
+                               {},
+                               ev.exit});
     rt.retiring = false;
-    ipc::set_state(*seg_, ev.slot, ipc::state_bit(ipc::SlotState::dead), ipc::SlotState::empty);
+    table_.set_state(ev.slot, ipc::state_bit(ipc::SlotState::dead), ipc::SlotState::empty);
     if (rt.recycle && !closing()) {
       rt.recycle = false;
       rt.recycled.fetch_add(1, std::memory_order_relaxed);
@@ -260,8 +264,9 @@ void Supervisor::on_exited(const SupervisorEvent& ev) {
     return;
   }
   if (closing()) return;
-  emit_event(cfg_.on_event, {PoolEvent::Kind::worker_died, ipc::monotonic_ns(), int32_t(ev.slot),
-                             ev.pid, {}, ev.exit});
+  emit_event(
+      cfg_.on_event,
+      {PoolEvent::Kind::worker_died, ipc::monotonic_ns(), int32_t(ev.slot), ev.pid, {}, ev.exit});
   if (ev.slot < cfg_.size) {
     // A worker that dies within a second of starting without ever being
     // checked out counts as a failed start (backoff); one that died serving
@@ -272,7 +277,7 @@ void Supervisor::on_exited(const SupervisorEvent& ev) {
     rt.consecutive_failures = early ? rt.consecutive_failures + 1 : 0;
     rt.restart_at = ipc::monotonic_ns() + (early ? backoff_ns(rt.consecutive_failures) : 0) + 1;
   } else {
-    ipc::set_state(*seg_, ev.slot, ipc::state_bit(ipc::SlotState::dead), ipc::SlotState::empty);
+    table_.set_state(ev.slot, ipc::state_bit(ipc::SlotState::dead), ipc::SlotState::empty);
   }
 }
 

@@ -17,6 +17,7 @@
 
 #include "ipc/segment.h"
 #include "ipc/session_table.h"
+#include "ipc/slot_table.h"
 #include "pool/src/arena_handle.h"
 #include "pool/src/passes.h"
 #include "pool/src/runtime.h"
@@ -58,7 +59,7 @@ class Supervisor {
   // Starts a worker in slot i (empty or dead) on a starter thread, not
   // before the slot's previous process has been reaped. Returns whether it started.
   bool launch(uint32_t i);
-  void run_starter(uint32_t i);  // on the starter thread
+  void run_starter(uint32_t i);                           // on the starter thread
   void on_worker_exit(uint32_t i, const ExitInfo& info);  // on the child-watch thread
   void join_starter(uint32_t i);
   void handle(const SupervisorEvent& ev);
@@ -73,6 +74,7 @@ class Supervisor {
 
   const PoolConfig& cfg_;
   std::shared_ptr<ipc::Segment> seg_;
+  ipc::SlotTable table_;
   std::shared_ptr<ArenaHandle> arena_;
   ipc::SessionTable sessions_;
   ipc::WaitPolicy policy_;

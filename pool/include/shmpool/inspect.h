@@ -27,7 +27,7 @@ struct SlotSnapshot {
   uint64_t checkouts = 0, calls = 0, successes = 0, errors = 0, restarts = 0;
   int64_t last_activity_ns = 0;  // CLOCK_MONOTONIC of the slot's last call; 0 = never
   double idle_s = -1;            // since the slot's last activity; -1 = never active
-  double worker_age_s = -1;  // since the current worker was spawned; -1 = none
+  double worker_age_s = -1;      // since the current worker was spawned; -1 = none
 };
 
 // A pool as its segment shows it, from any process of the same user.
