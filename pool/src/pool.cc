@@ -49,6 +49,9 @@ class OwnerRole final : public detail::CallRole {
   }
   void on_checkout_wait() override { sup_.post({detail::SupervisorEvent::Kind::demand}); }
   void on_success(detail::SlotLease& lease) override {
+    // Most pools recycle by neither: no clock read, no look at the slot's
+    // runtime record on the call path.
+    if (cfg_.max_calls_per_worker == 0 && cfg_.max_worker_age.count() == 0) return;
     const uint64_t pings = sup_.slot(lease.slot()).health_pings.load(std::memory_order_relaxed);
     if (detail::due_for_recycling(cfg_, lease.data(), pings, ipc::monotonic_ns()) &&
         lease.release_as(ipc::SlotState::retiring)) {
