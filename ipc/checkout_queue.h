@@ -72,11 +72,15 @@ static_assert(sizeof(QueueEntry) == kCacheLine);
 // | pid          | a process claiming its entry (CAS 0 -> pid); the owner freeing a dead one's (CAS pid -> 0) | claimants, owner | acq_rel CAS / acquire |
 // | count        | the entry's process: +1 (release) entering a checkout wait, -1 (relaxed) leaving; the owner: 0 once the process is gone | owner (demand), status | acquire: sees the waiter's ticket taken |
 // | unattributed | as count, for processes without an entry | as count | as count |
+// | completions  | workers ring it (a reply to a request naming the entry) | the entry's process sleeps on it (async calls) | see Doorbell |
 // clang-format on
 inline constexpr uint32_t kWaiterProcesses = 128;
 struct WaiterCount {
   std::atomic<int32_t> pid{0};
   std::atomic<uint32_t> count{0};
+  // The process's completion bell: a worker rings it after each reply to a
+  // request whose `notify` names this entry (async calls, stream items).
+  Doorbell completions;
 };
 struct WaiterCounts {
   WaiterCount by_process[kWaiterProcesses];

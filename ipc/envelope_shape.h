@@ -59,6 +59,10 @@ inline constexpr FieldSpec kRequestFields[] = {
     {schema::Request::VT_BODY, FieldKind::bytes, 4},
     {schema::Request::VT_DEADLINE_MONO_NS, FieldKind::scalar, 8},
     {schema::Request::VT_ARENA_PAYLOAD, FieldKind::scalar, 24},
+    {schema::Request::VT_FLAGS, FieldKind::scalar, 4},
+    {schema::Request::VT_NOTIFY, FieldKind::scalar, 4},
+    {schema::Request::VT_WINDOW_ITEMS, FieldKind::scalar, 4},
+    {schema::Request::VT_WINDOW_BYTES, FieldKind::scalar, 8},
 };
 inline constexpr FieldSpec kResponseFields[] = {
     {schema::Response::VT_ID, FieldKind::scalar, 8},
@@ -68,6 +72,7 @@ inline constexpr FieldSpec kResponseFields[] = {
     {schema::Response::VT_BODY, FieldKind::bytes, 4},
     {schema::Response::VT_ERROR, FieldKind::table, 4},
     {schema::Response::VT_ARENA_PAYLOAD, FieldKind::scalar, 24},
+    {schema::Response::VT_MORE, FieldKind::scalar, 1},
 };
 
 class EnvelopeShape {

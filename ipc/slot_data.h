@@ -75,6 +75,11 @@ constexpr SlotState slot_state(uint64_t word) { return SlotState(word & 0xff); }
 constexpr uint32_t slot_generation(uint64_t word) { return uint32_t(word >> 32); }
 constexpr uint32_t slot_holder_pid(uint64_t word) { return uint32_t(word >> 8) & kMaxHolderPid; }
 
+// Calls in flight on one slot at most (pipelined async calls): a request's
+// cancel word is SlotData::cancel[id % kMaxInFlight], and in-flight ids on a
+// slot are consecutive, so no two of them share a word.
+inline constexpr uint32_t kMaxInFlight = 64;
+
 // One worker slot. Field table (writer / reader / order; writer dies mid-update):
 // clang-format off
 // | state          | owner, clients (CAS)       | all             | acq_rel CAS / acquire | stays busy: owner reclaims on owner-pid death |
@@ -87,6 +92,9 @@ constexpr uint32_t slot_holder_pid(uint64_t word) { return uint32_t(word >> 8) &
 // | calls          | worker, +1 per reply (owner zeroes it for a new worker) | owner (recycling), stats | relaxed | a count may be lost |
 // | checkouts, successes, errors | the slot's holder (one at a time: handed over by the state CAS), by bump() | all (stats) | relaxed | a count may be lost |
 // | restarts, started_ns | owner                | all (stats)     | relaxed               | a count may be lost              |
+// | items_taken, bytes_taken | the slot's holder, as its stream's consumer takes items | worker (stream window) | release / acquire, then `credit` rung | window stays closed: the worker waits until cancelled or killed |
+// | credit         | holder rings after a take or a cancel | worker sleeps on it in a full window | see Doorbell | - |
+// | cancel[k]      | holder: the id of a request it cancels (k = id % kMaxInFlight), cleared when the call ends; owner zeroes all for a new worker | worker: before a handler starts, ctx.cancelled, between stream items | release / acquire | a stale id: cleared by the owner when the worker is replaced |
 // | request ring   | producer: client; consumer: worker |
 // | response ring  | producer: worker; consumer: client |
 // clang-format on
@@ -109,6 +117,11 @@ struct SlotData {
   std::atomic<uint64_t> errors{0};
   std::atomic<uint64_t> restarts{0};
   std::atomic<int64_t> started_ns{0};  // owner, when the current worker was spawned
+  // Stream credit and cancellation: the holder writes, the worker reads.
+  alignas(kCacheLine) std::atomic<uint64_t> items_taken{0};
+  std::atomic<uint64_t> bytes_taken{0};
+  Doorbell credit;
+  alignas(kCacheLine) std::atomic<uint64_t> cancel[kMaxInFlight] = {};
   RingControl request;
   RingControl response;
 };
@@ -120,7 +133,7 @@ static_assert(std::is_standard_layout_v<SlotData>);
 inline void bump(std::atomic<uint64_t>& counter) {
   counter.store(counter.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
 }
-static_assert(sizeof(SlotData) == 11 * kCacheLine);
-static_assert(offsetof(SlotData, request) == 3 * kCacheLine);
+static_assert(sizeof(SlotData) == 20 * kCacheLine);
+static_assert(offsetof(SlotData, request) == 12 * kCacheLine);
 
 }  // namespace shmpool::ipc

@@ -2,6 +2,7 @@
 
 #include "ipc/checkout_queue.h"
 #include "ipc/slot_table.h"
+#include "pool/src/async_engine.h"
 #include "pool/src/child_watch.h"
 #include "pool/src/stale_segment.h"
 
@@ -16,7 +17,8 @@ CallPath::CallPath(std::shared_ptr<ipc::Segment> seg, std::shared_ptr<ArenaHandl
       settings_(std::move(settings)),
       role_(role),
       table_(*seg_),
-      waiter_count_(ipc::claim_waiter_count(seg_->header().queue, settings_.self_pid)) {
+      waiter_count_(ipc::claim_waiter_count(seg_->header().queue, settings_.self_pid)),
+      abandon_(abandon) {
   for (uint32_t i = 0; i < seg_->slot_count(); ++i) {
     channels_.push_back(std::make_unique<ShmChannel>(seg_.get(), i, settings_.policy, arena_));
     channels_.back()->set_abandon_flag(abandon);
@@ -35,9 +37,12 @@ Expected<Reply> CallPath::execute_in_session(std::string_view session_id, std::s
   return execute(session_id, command, args, opt);
 }
 
-Expected<Reply> CallPath::execute(std::string_view session_id, std::string_view command,
-                                  const Args& args, const ExecOptions& opt) {
-  const int64_t t0 = ipc::monotonic_ns();
+CallPath::~CallPath() {
+  stop_async(make_error(Category::resource_error, std::string(kPoolNotAvailable),
+                        "the pool or client was destroyed"));
+}
+
+std::optional<Error> CallPath::admit(std::string_view session_id) {
   if (!session_id.empty() && !ipc::valid_session_id(session_id)) {
     return count(
         with_context(make_error(Category::config_error, "invalid_session_id",
@@ -46,6 +51,13 @@ Expected<Reply> CallPath::execute(std::string_view session_id, std::string_view 
             .with("session_id_length", std::to_string(session_id.size())));
   }
   if (auto refused = role_.refuse()) return count(with_context(std::move(*refused), session_id));
+  return std::nullopt;
+}
+
+Expected<Reply> CallPath::execute(std::string_view session_id, std::string_view command,
+                                  const Args& args, const ExecOptions& opt) {
+  const int64_t t0 = ipc::monotonic_ns();
+  if (auto refused = admit(session_id)) return std::move(*refused);
   const auto checkout_timeout = opt.checkout_timeout.value_or(settings_.checkout_timeout);
   const auto op_timeout = opt.operation_timeout.value_or(settings_.operation_timeout);
   auto co = checkout(session_id, opt.affinity, t0 + ms_to_ns(checkout_timeout), checkout_timeout);
@@ -54,8 +66,6 @@ Expected<Reply> CallPath::execute(std::string_view session_id, std::string_view 
     return count(co.error());
   }
   SlotLease lease(*this, co->slot, co->word);
-  const uint32_t i = lease.slot();
-  ipc::SlotData& sd = lease.data();
   ShmChannel& channel = lease.channel();
   CallSpec spec;
   spec.id = channel.next_request_id();
@@ -66,7 +76,14 @@ Expected<Reply> CallPath::execute(std::string_view session_id, std::string_view 
   spec.body = opt.body;
   // The operation timeout starts now: after the checkout wait, if any.
   spec.deadline_ns = (co->waited ? ipc::monotonic_ns() : t0) + ms_to_ns(op_timeout);
-  Expected<Reply> r = channel.call(spec);
+  return settle(lease, session_id, command, channel.call(spec), t0, op_timeout, false, false);
+}
+
+Expected<Reply> CallPath::settle(SlotLease& lease, std::string_view session_id,
+                                 std::string_view command, Expected<Reply> r, int64_t t0,
+                                 std::chrono::milliseconds op_timeout, bool keep, bool replace) {
+  const uint32_t i = lease.slot();
+  ipc::SlotData& sd = lease.data();
   // The latency summary samples calls (a clock read costs 40 ns on a KVM
   // guest, a few % of a call): each thread's first 16, then 1 in 8, and
   // every failed one. Last activity takes the coarse clock.
@@ -76,16 +93,19 @@ Expected<Reply> CallPath::execute(std::string_view session_id, std::string_view 
   const int64_t t1 = timed ? ipc::monotonic_ns() : ipc::coarse_monotonic_ns();
   sd.last_activity_ns.store(t1, std::memory_order_relaxed);
   if (timed) latency_.add(t1 - t0);
-  if (r.ok()) {
+  if (r.ok() && !replace) {
     ipc::bump(sd.successes);  // we still hold the slot
-    role_.on_success(lease);
-    lease.checkin();
+    if (!keep) {
+      role_.on_success(lease);
+      lease.checkin();
+    }
     record_session(session_id, int32_t(i), false);
     return r;
   }
   ipc::bump(sd.errors);  // we still hold the slot
-  Error e =
-      with_context(r.error(), session_id, int(i), sd.worker_pid.load(std::memory_order_relaxed));
+  Error e = with_context(r.ok() ? make_error(Category::cancelled, "cancelled", "call cancelled")
+                                : r.error(),
+                         session_id, int(i), sd.worker_pid.load(std::memory_order_relaxed));
   // The owner is gone (a guest's call): its workers follow, nobody counts.
   if (e.type == kPoolNotAvailable) return e;
   e.with("command", std::string(command));
@@ -100,17 +120,123 @@ Expected<Reply> CallPath::execute(std::string_view session_id, std::string_view 
     }
     if (exit.signal != 0 || exit.exit_code >= 0) e.with("exit", exit.describe());
   }
-  if (worker_must_be_replaced(e)) {
+  if (replace || worker_must_be_replaced(e)) {
     // Dead before anyone else can check it out: the owner kills the worker
     // if it still runs (it may answer late), reaps it and starts another.
     lease.release_as(ipc::SlotState::dead);
     role_.on_worker_failed(i, e, op_timeout);
     if (e.type == kOperationTimeout) timeouts_.fetch_add(1, std::memory_order_relaxed);
-  } else {
+  } else if (!keep) {
     lease.checkin();
   }
   record_session(session_id, int32_t(i), true);
   return count(std::move(e));
+}
+
+// ---- async calls and streams (async_engine.h) ----
+
+std::shared_ptr<AsyncEngine> CallPath::engine() {
+  std::lock_guard lock(async_m_);
+  if (!async_ && !async_stopped_) async_ = std::make_shared<AsyncEngine>(*this);
+  return async_;
+}
+
+namespace {
+// An op that failed before it reached the engine: its Call is ready at once
+// and its callback runs here.
+std::shared_ptr<AsyncOp> failed_op(std::shared_ptr<AsyncOp> op, Error e) {
+  if (op->on_complete) op->on_complete(Expected<Reply>(e));
+  Expected<Reply> r(std::move(e));
+  if (op->consume) op->consume(std::move(r));
+  op->result = std::move(r);
+  op->done = true;
+  op->ready.store(true, std::memory_order_release);
+  return op;
+}
+}  // namespace
+
+std::shared_ptr<AsyncOp> CallPath::start_async(std::shared_ptr<AsyncOp> op,
+                                               std::string_view session_id,
+                                               std::string_view command, const Args& args,
+                                               const ExecOptions& opt) {
+  op->t0 = ipc::monotonic_ns();
+  if (auto refused = admit(session_id)) return failed_op(std::move(op), std::move(*refused));
+  op->session = std::string(session_id);
+  op->command = std::string(command);
+  op->args = args;
+  op->opt = opt;
+  // A payload in one of our arena blocks is read in place (the caller keeps
+  // the PayloadBuffer alive); any other is copied now.
+  if (!opt.payload.empty() && !(arena_ && in_own_block(*arena_, opt.payload))) {
+    op->payload_copy.assign(opt.payload.begin(), opt.payload.end());
+    op->opt.payload = op->payload_copy;
+  }
+  op->body_copy.assign(opt.body.begin(), opt.body.end());
+  op->opt.body = op->body_copy;
+  op->checkout_timeout = opt.checkout_timeout.value_or(settings_.checkout_timeout);
+  op->op_timeout = opt.operation_timeout.value_or(settings_.operation_timeout);
+  op->cancel_grace = opt.cancel_grace.value_or(settings_.cancel_grace);
+  auto engine = this->engine();
+  if (!engine) {
+    std::lock_guard lock(async_m_);
+    return failed_op(std::move(op), with_context(*async_stopped_, session_id));
+  }
+  op->engine = engine;
+  engine->submit(op);
+  return op;
+}
+
+Call CallPath::call_async(std::string_view session_id, std::string_view command,
+                          const Args& args, const ExecOptions& opt,
+                          CompletionCallback on_complete,
+                          std::function<void(Expected<Reply>&&)> consume) {
+  auto op = std::make_shared<AsyncOp>();
+  op->on_complete = std::move(on_complete);
+  op->consume = std::move(consume);
+  return Call(start_async(std::move(op), session_id, command, args, opt));
+}
+
+Stream CallPath::stream(std::string_view session_id, std::string_view command, const Args& args,
+                        const ExecOptions& opt) {
+  auto op = std::make_shared<AsyncOp>();
+  op->stream = true;
+  return Stream(start_async(std::move(op), session_id, command, args, opt));
+}
+
+std::future<Expected<Reply>> CallPath::submit(std::string_view session_id,
+                                              std::string_view command, const Args& args,
+                                              const ExecOptions& opt) {
+  auto promise = std::make_shared<std::promise<Expected<Reply>>>();
+  auto future = promise->get_future();
+  call_async(session_id, command, args, opt, {},
+             [promise](Expected<Reply>&& r) { promise->set_value(std::move(r)); });
+  return future;
+}
+
+int CallPath::completion_fd() {
+  auto engine = this->engine();
+  return engine ? engine->completion_fd() : -1;
+}
+
+void CallPath::wake_async() {
+  std::lock_guard lock(async_m_);
+  if (async_) async_->wake();
+}
+
+void CallPath::stop_async(const Error& why) {
+  std::shared_ptr<AsyncEngine> engine;
+  {
+    std::lock_guard lock(async_m_);
+    if (async_stopped_) return;
+    async_stopped_ = why;
+    engine = std::move(async_);
+  }
+  if (!engine) return;
+  // The checkout thread may wait in the queue: end its wait.
+  async_closing_.store(true, std::memory_order_release);
+  ipc::wake_all(seg_->header().queue);
+  seg_->header().slots_changed.ring();
+  engine->stop(why);
 }
 
 bool SlotLease::checkin() {
@@ -163,22 +289,29 @@ bool CallPath::any_idle() const {
   return false;
 }
 
+uint64_t CallPath::next_owner() {
+  return uint64_t(uint32_t(settings_.self_pid)) << 32 |
+         (settings_.token_base + next_token_.fetch_add(1, std::memory_order_relaxed));
+}
+
+bool CallPath::try_checkout(std::string_view session_id, bool affinity, uint64_t owner,
+                            Checkout* co) {
+  if (!ipc::may_barge(seg_->header().queue)) return false;
+  if (affinity && !session_id.empty()) {
+    const int32_t last = sessions_.last_slot(session_id);
+    if (last >= 0 && uint32_t(last) < seg_->slot_count() && try_slot(uint32_t(last), owner, co))
+      return true;
+  }
+  return scan(owner, co);
+}
+
 Expected<CallPath::Checkout> CallPath::checkout(std::string_view session_id, bool affinity,
                                                 int64_t deadline,
                                                 std::chrono::milliseconds timeout) {
-  const uint64_t owner =
-      uint64_t(uint32_t(settings_.self_pid)) << 32 |
-      (settings_.token_base + next_token_.fetch_add(1, std::memory_order_relaxed));
+  const uint64_t owner = next_owner();
   ipc::CheckoutQueue& q = seg_->header().queue;
   Checkout co;
-  if (ipc::may_barge(q)) {
-    if (affinity && !session_id.empty()) {
-      const int32_t last = sessions_.last_slot(session_id);
-      if (last >= 0 && uint32_t(last) < seg_->slot_count() && try_slot(uint32_t(last), owner, &co))
-        return co;
-    }
-    if (scan(owner, &co)) return co;
-  }
+  if (try_checkout(session_id, affinity, owner, &co)) return co;
   co.waited = true;
   role_.on_checkout_wait();
   // kNoTicket: the queue is full; this caller waits outside it, unfairly.
@@ -198,12 +331,20 @@ Expected<CallPath::Checkout> CallPath::checkout(std::string_view session_id, boo
       ipc::remove_waiting(q, count);
     }
   } exit{q, waiter_count_, ticket};
-  auto blocked = [this] { return role_.checkout_blocked(); };
+  auto blocked = [this] {
+    return role_.checkout_blocked() || async_closing_.load(std::memory_order_acquire);
+  };
   int64_t turn_since = 0;               // when this caller got the turn
   thread_local ipc::SpinBudget budget;  // this thread's checkout waits (spin_budget.h)
   const ipc::WaitPolicy wait = ipc::with_budget(settings_.checkout_policy, budget);
   for (;;) {
-    if (blocked()) return with_context(role_.blocked_error(), session_id);
+    if (blocked()) {
+      if (async_closing_.load(std::memory_order_acquire) && !role_.checkout_blocked()) {
+        std::lock_guard lock(async_m_);
+        return with_context(*async_stopped_, session_id);
+      }
+      return with_context(role_.blocked_error(), session_id);
+    }
     const bool reached = ticket == ipc::kNoTicket || ipc::turn_reached(q, ticket);
     if (reached && scan(owner, &co)) return co;
     const int64_t now = ipc::monotonic_ns();

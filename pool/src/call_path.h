@@ -12,7 +12,9 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,12 +28,15 @@
 #include "pool/src/arena_handle.h"
 #include "pool/src/runtime.h"
 #include "pool/src/shm_channel.h"
+#include "shmpool/call.h"
 #include "shmpool/error.h"
 #include "shmpool/pool.h"
 
 namespace shmpool::detail {
 
+class AsyncEngine;
 class SlotLease;
+struct AsyncOp;
 
 // What the owner and a guest do differently on the call path.
 class CallRole {
@@ -63,6 +68,7 @@ struct CallSettings {
   ipc::WaitPolicy policy;           // reply waits, arena waits
   ipc::WaitPolicy checkout_policy;  // how a waiting caller polls before sleeping
   std::chrono::milliseconds checkout_timeout{5'000}, operation_timeout{30'000};
+  std::chrono::milliseconds cancel_grace{1'000};  // async calls (async_engine.h)
   EventCallback on_event;
   std::function<int64_t()> clock;  // session timestamps (ns); empty: CLOCK_MONOTONIC
 };
@@ -73,6 +79,7 @@ class CallPath {
   CallPath(std::shared_ptr<ipc::Segment> seg, std::shared_ptr<ArenaHandle> arena,
            ipc::SessionTable sessions, CallSettings settings, CallRole& role,
            const std::atomic<bool>* abandon = nullptr);
+  ~CallPath();  // stops the async engine if stop_async() did not
 
   // A call in a session (`session_id` must not be empty) or, with an empty
   // one, an anonymous call.
@@ -80,6 +87,26 @@ class CallPath {
                           const ExecOptions& opt);
   Expected<Reply> execute_in_session(std::string_view session_id, std::string_view command,
                                      const Args& args, const ExecOptions& opt);
+
+  // The async half (async_engine.h), started on first use. An empty
+  // session_id makes an anonymous call. `consume` (internal): takes the
+  // result instead of the Call (submit()).
+  Call call_async(std::string_view session_id, std::string_view command, const Args& args,
+                  const ExecOptions& opt, CompletionCallback on_complete,
+                  std::function<void(Expected<Reply>&&)> consume = {});
+  Stream stream(std::string_view session_id, std::string_view command, const Args& args,
+                const ExecOptions& opt);
+  // call_async() as a std::future (Pool::submit, Client::submit).
+  std::future<Expected<Reply>> submit(std::string_view session_id, std::string_view command,
+                                      const Args& args, const ExecOptions& opt);
+  int completion_fd();
+  // The owner died or a worker exited: the completion thread looks again.
+  void wake_async();
+  // Ends the async calls still queued or in flight with `why`; later ones
+  // fail with it at once.
+  void stop_async(const Error& why);
+  // A guest's owner died.
+  bool abandoned() const { return abandon_ && abandon_->load(std::memory_order_acquire); }
 
   Status end_session(std::string_view id);
   std::optional<SessionInfo> session(std::string_view id) const;
@@ -103,6 +130,7 @@ class CallPath {
 
  private:
   friend class SlotLease;
+  friend class AsyncEngine;
   struct Checkout {
     uint32_t slot = 0;
     uint64_t word = 0;
@@ -113,6 +141,23 @@ class CallPath {
   // `deadline`. Errors: checkout_timeout, or what the role's blocked_error says.
   Expected<Checkout> checkout(std::string_view session_id, bool affinity, int64_t deadline,
                               std::chrono::milliseconds timeout);
+  // A worker free now, without waiting (false when callers queue for one).
+  bool try_checkout(std::string_view session_id, bool affinity, uint64_t owner, Checkout* co);
+  uint64_t next_owner();
+  // An error (counted, with context) for a call refused before its checkout.
+  std::optional<Error> admit(std::string_view session_id);
+  // After a call on `lease`'s worker ended with `r`: latency, the slot's
+  // counters, the session record, the error's context. The lease is
+  // released dead when the worker must go (or `replace`), else checked in
+  // unless `keep` (a pipeline with more calls on it).
+  Expected<Reply> settle(SlotLease& lease, std::string_view session_id, std::string_view command,
+                         Expected<Reply> r, int64_t t0, std::chrono::milliseconds op_timeout,
+                         bool keep, bool replace);
+  std::shared_ptr<AsyncEngine> engine();
+  // Admits `op`, fills it in and gives it to the engine (or fails it).
+  std::shared_ptr<AsyncOp> start_async(std::shared_ptr<AsyncOp> op, std::string_view session_id,
+                                       std::string_view command, const Args& args,
+                                       const ExecOptions& opt);
   // Slot i checked out with a live worker; a slot whose worker died while
   // idle goes to the owner for a restart.
   bool try_slot(uint32_t i, uint64_t owner, Checkout* co);
@@ -133,6 +178,11 @@ class CallPath {
   std::vector<std::unique_ptr<ShmChannel>> channels_;
   ipc::WaiterCount* waiter_count_;  // this process's, in the segment (or null: unattributed)
   std::atomic<uint32_t> next_token_{1};
+  const std::atomic<bool>* abandon_;
+  std::mutex async_m_;  // guards async_ (its creation)
+  std::shared_ptr<AsyncEngine> async_;
+  std::optional<Error> async_stopped_;
+  std::atomic<bool> async_closing_{false};  // ends the checkout thread's wait
   LatencyHistogram latency_;
   std::atomic<uint64_t> timeouts_{0};
 };

@@ -79,6 +79,12 @@ struct Client::State {
   std::thread watcher;
 
   ~State() {
+    // Async calls still in flight end before the mapping goes.
+    if (calls) {
+      calls->stop_async(make_error(Category::resource_error, std::string(detail::kPoolNotAvailable),
+                                   "the Client was destroyed before the call ended")
+                            .with("pool_name", pool_name));
+    }
     if (watcher.joinable()) {
       uint64_t one = 1;
       (void)!::write(stop_fd, &one, sizeof one);
@@ -100,6 +106,7 @@ struct Client::State {
       if (n < 0 && detail::owner_liveness(seg->header()) == detail::OwnerLiveness::dead) break;
     }
     owner_dead.store(true, std::memory_order_release);
+    calls->wake_async();
     for (uint32_t i = 0; i < seg->slot_count(); ++i) seg->slot(i).response.data.ring();
     seg->header().slots_changed.ring();
     ipc::wake_all(seg->header().queue);
@@ -162,6 +169,7 @@ Expected<std::unique_ptr<Client>> Client::attach(std::string_view pool_name,
   cs.checkout_policy.spin_ns = std::min<int64_t>(cs.policy.spin_ns, 2'000);
   cs.checkout_timeout = options.checkout_timeout;
   cs.operation_timeout = options.operation_timeout;
+  cs.cancel_grace = options.cancel_grace;
   cs.on_event = options.on_event;
   s->policy = cs.policy;
   const ipc::SessionTable sessions(s->seg->sessions(), s->seg->geometry().session_capacity,
@@ -184,23 +192,20 @@ Expected<Reply> Client::execute_anonymous(std::string_view command, const Args& 
 
 std::future<Expected<Reply>> Client::submit(std::string session_id, std::string command, Args args,
                                             ExecOptions options) {
-  // A payload in one of our arena blocks is read in place (the caller keeps
-  // the PayloadBuffer alive); any other is copied now.
-  const bool in_arena = detail::in_own_block(*s_->arena, options.payload);
-  auto payload = in_arena ? std::vector<uint8_t>()
-                          : std::vector<uint8_t>(options.payload.begin(), options.payload.end());
-  auto body = std::vector<uint8_t>(options.body.begin(), options.body.end());
-  // std::async's future joins its thread when destroyed; s_ keeps the
-  // mapping alive for as long as the call runs.
-  return std::async(std::launch::async,
-                    [s = s_, session_id = std::move(session_id), command = std::move(command),
-                     args = std::move(args), options, payload = std::move(payload),
-                     body = std::move(body), in_arena]() mutable {
-                      if (!in_arena) options.payload = payload;
-                      options.body = body;
-                      return s->calls->execute(session_id, command, args, options);
-                    });
+  return s_->calls->submit(session_id, command, args, options);
 }
+
+Call Client::call_async(std::string_view session_id, std::string_view command, const Args& args,
+                        const ExecOptions& options, CompletionCallback on_complete) {
+  return s_->calls->call_async(session_id, command, args, options, std::move(on_complete));
+}
+
+Stream Client::stream(std::string_view session_id, std::string_view command, const Args& args,
+                      const ExecOptions& options) {
+  return s_->calls->stream(session_id, command, args, options);
+}
+
+int Client::completion_fd() { return s_->calls->completion_fd(); }
 
 Expected<PayloadBuffer> Client::alloc_payload(std::size_t n, std::chrono::milliseconds timeout) {
   return detail::alloc_payload(

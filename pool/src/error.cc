@@ -21,6 +21,8 @@ std::string_view category_name(Category c) {
       return "resource_error";
     case Category::config_error:
       return "config_error";
+    case Category::cancelled:
+      return "cancelled";
   }
   return "unknown_error";
 }

@@ -73,7 +73,7 @@ PoolSnapshot snapshot_of(const ipc::Segment& s) {
   p.successes = calls.successes;
   p.checkout_timeouts = h.checkout_timeouts.load(std::memory_order_relaxed);
   p.session_table_full = h.session_table_full.load(std::memory_order_relaxed);
-  for (int c = 0; c <= int(Category::config_error); ++c) {
+  for (int c = 0; c <= int(Category::cancelled); ++c) {
     p.errors_by_category[std::string(category_name(Category(c)))] =
         h.errors_by_category[c].load(std::memory_order_relaxed);
   }

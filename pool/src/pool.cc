@@ -84,13 +84,6 @@ struct Pool::State {
   std::unique_ptr<OwnerRole> role;
   std::unique_ptr<detail::CallPath> calls;
 
-  // Executor for submit().
-  std::mutex exec_mu;
-  std::condition_variable exec_cv;
-  std::deque<std::function<void()>> tasks;
-  std::vector<std::thread> executors;
-  bool stop_executors = false;
-
   std::mutex shutdown_mu;
   bool shut_down = false;
 
@@ -126,15 +119,10 @@ struct Pool::State {
       if (!p->wait_exit(term_deadline)) p->terminate(0);
     }
     procs.clear();
-    // Submitted calls still in flight have failed with their workers (the
-    // exit marks the slot gone); queued ones fail fast. Only now can the
-    // executors be joined without waiting for an operation timeout.
-    {
-      std::lock_guard lock(exec_mu);
-      stop_executors = true;
-    }
-    exec_cv.notify_all();
-    for (auto& t : executors) t.join();
+    // Async calls still in flight or queued end now (their workers are gone).
+    calls->stop_async(make_error(Category::resource_error, "pool_shutting_down",
+                                 "the pool shut down before the call ended")
+                          .with("pool_name", cfg.name));
     // Every worker is reaped. Channels and process handles stay until the
     // State goes: a call that was still in flight may be returning through them.
     ipc::Segment::remove(cfg.name);
@@ -221,6 +209,7 @@ Expected<std::unique_ptr<Pool>> Pool::start(PoolConfig config) {
   cs.checkout_policy.spin_ns = std::min<int64_t>(s->policy.spin_ns, 5'000);
   cs.checkout_timeout = c.checkout_timeout;
   cs.operation_timeout = c.operation_timeout;
+  cs.cancel_grace = c.cancel_grace;
   cs.on_event = c.on_event;
   cs.clock = c.clock;
   s->calls =
@@ -256,48 +245,20 @@ Expected<PayloadBuffer> Pool::alloc_payload(std::size_t n,
 
 std::future<Expected<Reply>> Pool::submit(std::string session_id, std::string command, Args args,
                                           ExecOptions options) {
-  // A payload in one of our arena blocks is read in place (the caller keeps
-  // the PayloadBuffer alive); any other is copied now.
-  auto payload = std::make_shared<std::vector<uint8_t>>();
-  const bool in_arena = detail::in_own_block(*s_->arena, options.payload);
-  if (!in_arena) payload->assign(options.payload.begin(), options.payload.end());
-  auto body = std::make_shared<std::vector<uint8_t>>(options.body.begin(), options.body.end());
-  auto task = std::make_shared<std::packaged_task<Expected<Reply>()>>(
-      [s = s_, session_id = std::move(session_id), command = std::move(command),
-       args = std::move(args), options, payload, body, in_arena]() mutable {
-        if (!in_arena) options.payload = *payload;
-        options.body = *body;
-        return s->calls->execute(session_id, command, args, options);
-      });
-  auto future = task->get_future();
-  State& s = *s_;
-  {
-    std::lock_guard lock(s.exec_mu);
-    if (s.stop_executors) {
-      (*task)();  // fails fast with pool_shutting_down
-      return future;
-    }
-    if (s.executors.empty()) {
-      for (uint32_t t = 0; t < s.seg->slot_count(); ++t) {
-        s.executors.emplace_back([&s] {
-          std::unique_lock lock(s.exec_mu);
-          for (;;) {
-            s.exec_cv.wait(lock, [&] { return s.stop_executors || !s.tasks.empty(); });
-            if (s.tasks.empty()) return;  // stopping, queue drained
-            auto job = std::move(s.tasks.front());
-            s.tasks.pop_front();
-            lock.unlock();
-            job();
-            lock.lock();
-          }
-        });
-      }
-    }
-    s.tasks.emplace_back([task] { (*task)(); });
-  }
-  s.exec_cv.notify_one();
-  return future;
+  return s_->calls->submit(session_id, command, args, options);
 }
+
+Call Pool::call_async(std::string_view session_id, std::string_view command, const Args& args,
+                      const ExecOptions& options, CompletionCallback on_complete) {
+  return s_->calls->call_async(session_id, command, args, options, std::move(on_complete));
+}
+
+Stream Pool::stream(std::string_view session_id, std::string_view command, const Args& args,
+                    const ExecOptions& options) {
+  return s_->calls->stream(session_id, command, args, options);
+}
+
+int Pool::completion_fd() { return s_->calls->completion_fd(); }
 
 Status Pool::end_session(std::string_view session_id) { return s_->calls->end_session(session_id); }
 

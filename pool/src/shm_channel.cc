@@ -17,6 +17,7 @@ Category parse_category(std::string_view s, bool* known) {
   if (s == "handler_error") return Category::handler_error;
   if (s == "resource_error") return Category::resource_error;
   if (s == "config_error") return Category::config_error;
+  if (s == "cancelled") return Category::cancelled;
   *known = false;
   return Category::protocol_error;
 }
@@ -66,12 +67,18 @@ Expected<Reply> ShmChannel::await_hello(int64_t deadline_ns) {
 }
 
 Expected<Reply> ShmChannel::call(const CallSpec& spec) {
+  PayloadBuffer temp;  // a copied payload's block: until the reply has come
+  if (Status sent = send(spec, &temp); !sent.ok()) return sent.error();
+  return await_reply(spec.id, spec.deadline_ns, spec.payload_in_ring);
+}
+
+Status ShmChannel::send(const CallSpec& spec, PayloadBuffer* temp_out) {
   release_held();
   // Where the payload goes: in place if it is already in one of our arena
   // blocks, else inline when small, else copied once into a temporary block.
   std::span<const uint8_t> inline_payload = spec.payload;
   std::optional<schema::ArenaRef> arena_ref;
-  PayloadBuffer temp;
+  PayloadBuffer& temp = *temp_out;
   if (arena_ && !spec.payload.empty()) {
     ipc::BlockRef b;
     uint64_t offset = 0;
@@ -107,7 +114,18 @@ Expected<Reply> ShmChannel::call(const CallSpec& spec) {
     default:
       return make_error(Category::protocol_error, "corrupt_ring", "request ring failed validation");
   }
-  return await_reply(spec.id, spec.deadline_ns, spec.payload_in_ring);
+  return {};
+}
+
+std::optional<Polled> ShmChannel::poll_reply(uint64_t id) {
+  ipc::Frame frame;
+  const ipc::Errc e = responses_.peek(&frame);
+  if (e == ipc::Errc::empty) return std::nullopt;
+  if (e != ipc::Errc::ok) {
+    return Polled{make_error(Category::protocol_error, "corrupt_frame",
+                             "response ring failed validation")};
+  }
+  return read_reply(frame, id, false);
 }
 
 namespace {
@@ -122,6 +140,9 @@ bool builds_same(const ipc::EnvelopeShape& shape, const CallSpec& spec, bool no_
   const auto* r = flatbuffers::GetRoot<schema::Request>(shape.bytes().data());
   const flatbuffers::Vector<uint8_t>* args = r->args();
   return view_of(r->command()) == spec.command && view_of(r->session_id()) == spec.session_id &&
+         r->flags() == (spec.stream ? uint32_t(schema::RequestFlags::Stream) : 0u) &&
+         r->notify() == spec.notify && r->window_items() == spec.window_items &&
+         r->window_bytes() == spec.window_bytes &&
          (no_args ? args == nullptr
                   : args && args->size() == spec.args.size() &&
                         std::memcmp(args->data(), spec.args.data(), spec.args.size()) == 0);
@@ -164,6 +185,10 @@ std::span<const uint8_t> ShmChannel::build_request(const CallSpec& spec,
   if (inline_payload != 0) rb.add_payload(&ref);
   if (arena_ref) rb.add_arena_payload(&*arena_ref);
   rb.add_deadline_mono_ns(spec.deadline_ns);
+  if (spec.stream) rb.add_flags(uint32_t(schema::RequestFlags::Stream));
+  if (spec.notify != 0) rb.add_notify(spec.notify);
+  if (spec.window_items != 0) rb.add_window_items(spec.window_items);
+  if (spec.window_bytes != 0) rb.add_window_bytes(spec.window_bytes);
   fbb_.Finish(rb.Finish());
   const std::span<const uint8_t> envelope(fbb_.GetBufferPointer(), fbb_.GetSize());
   // FlatBuffers leaves a field out when it holds its default; `plain` rules
@@ -213,68 +238,70 @@ Expected<Reply> ShmChannel::await_reply(uint64_t id, int64_t deadline_ns, bool p
       return make_error(Category::protocol_error, "corrupt_frame",
                         "response ring failed validation");
     }
-    Reply::Parts parts;
-    parts.storage = take_envelope_buffer();
-    ipc::ResponseView view;
-    if (ipc::read_response(frame, &parts.storage, &view, &reply_memo_) != ipc::Errc::ok) {
-      responses_.release(frame);
-      return make_error(Category::protocol_error, "invalid_response",
-                        "response envelope failed verification");
-    }
-    const schema::Response* r = view.response;
-    if (r->id() == 0 && id != 0 && r->status() != schema::Status::Ok) {
-      // The worker could not verify our request, so it could not name it:
-      // its error (protocol_error/invalid_request) is this call's.
-      Error err = error_from_envelope(r->error());
-      responses_.release(frame);
-      return err;
-    }
-    if (r->id() != id) {
-      responses_.release(frame);
-      return make_error(Category::protocol_error, "unexpected_response",
-                        "reply does not match the request")
-          .with("expected_id", std::to_string(id))
-          .with("got_id", std::to_string(r->id()));
-    }
-    if (r->status() != schema::Status::Ok) {
-      Error err = error_from_envelope(r->error());
-      responses_.release(frame);
-      return err;
-    }
-    parts.id = r->id();
-    if (r->result()) parts.result = {r->result()->data(), r->result()->size()};
-    if (r->body()) parts.body = {r->body()->data(), r->body()->size()};
-    parts.payload = view.payload;
-    if (const schema::ArenaRef* ar = r->arena_payload()) {
-      // The worker hands us a block it holds: take it, then bounds-check.
-      ipc::BlockRef b;
-      const pid_t worker = slot.worker_pid.load(std::memory_order_relaxed);
-      if (!arena_ || !view.payload.empty() ||
-          !arena_->arena.take(ar->block(), uint32_t(worker), &b)) {
-        responses_.release(frame);
-        return make_error(Category::protocol_error, "invalid_response",
-                          "reply payload block is not one the worker holds");
-      }
-      PayloadBuffer block = make_payload_buffer(arena_, b, b.bytes.size());
-      if (ar->offset() > b.bytes.size() || ar->length() > b.bytes.size() - ar->offset()) {
-        responses_.release(frame);
-        return make_error(Category::protocol_error, "invalid_response",
-                          "reply payload lies outside its block");
-      }
-      parts.payload = std::span<const uint8_t>(b.bytes.data() + ar->offset(), ar->length());
-      parts.block = std::move(block);
-    }
-    if (!view.payload.empty() && payload_in_ring) {
-      held_ = frame;
-      holding_ = true;
-      return Reply(std::move(parts));
-    }
-    if (!view.payload.empty()) {
-      parts.owned_payload.assign(view.payload.begin(), view.payload.end());
-    }
-    responses_.release(frame);
-    return Reply(std::move(parts));
+    return std::move(read_reply(frame, id, payload_in_ring).reply);
   }
+}
+
+Polled ShmChannel::read_reply(const ipc::Frame& frame, uint64_t id, bool payload_in_ring) {
+  ipc::SlotData& slot = segment_->slot(slot_);
+  auto fail = [&](Error e) {
+    responses_.release(frame);
+    return Polled{std::move(e)};
+  };
+  Reply::Parts parts;
+  parts.storage = take_envelope_buffer();
+  ipc::ResponseView view;
+  if (ipc::read_response(frame, &parts.storage, &view, &reply_memo_) != ipc::Errc::ok) {
+    return fail(make_error(Category::protocol_error, "invalid_response",
+                           "response envelope failed verification"));
+  }
+  const schema::Response* r = view.response;
+  if (r->id() == 0 && id != 0 && r->status() != schema::Status::Ok) {
+    // The worker could not verify our request, so it could not name it:
+    // its error (protocol_error/invalid_request) is this call's.
+    return fail(error_from_envelope(r->error()));
+  }
+  if (r->id() != id) {
+    return fail(make_error(Category::protocol_error, "unexpected_response",
+                           "reply does not match the request")
+                    .with("expected_id", std::to_string(id))
+                    .with("got_id", std::to_string(r->id())));
+  }
+  if (r->status() != schema::Status::Ok) return fail(error_from_envelope(r->error()));
+  Polled out{Reply()};
+  out.more = r->more();
+  parts.id = r->id();
+  if (r->result()) parts.result = {r->result()->data(), r->result()->size()};
+  if (r->body()) parts.body = {r->body()->data(), r->body()->size()};
+  parts.payload = view.payload;
+  if (const schema::ArenaRef* ar = r->arena_payload()) {
+    // The worker hands us a block it holds: take it, then bounds-check.
+    ipc::BlockRef b;
+    const pid_t worker = slot.worker_pid.load(std::memory_order_relaxed);
+    if (!arena_ || !view.payload.empty() ||
+        !arena_->arena.take(ar->block(), uint32_t(worker), &b)) {
+      return fail(make_error(Category::protocol_error, "invalid_response",
+                             "reply payload block is not one the worker holds"));
+    }
+    PayloadBuffer block = make_payload_buffer(arena_, b, b.bytes.size());
+    if (ar->offset() > b.bytes.size() || ar->length() > b.bytes.size() - ar->offset()) {
+      return fail(make_error(Category::protocol_error, "invalid_response",
+                             "reply payload lies outside its block"));
+    }
+    parts.payload = std::span<const uint8_t>(b.bytes.data() + ar->offset(), ar->length());
+    parts.block = std::move(block);
+  }
+  out.item_bytes = parts.result.size() + parts.payload.size() + parts.body.size();
+  if (!view.payload.empty() && payload_in_ring) {
+    held_ = frame;
+    holding_ = true;
+    out.reply = Reply(std::move(parts));
+    return out;
+  }
+  if (!view.payload.empty()) parts.owned_payload.assign(view.payload.begin(), view.payload.end());
+  responses_.release(frame);
+  out.reply = Reply(std::move(parts));
+  return out;
 }
 
 }  // namespace shmpool::detail

@@ -34,6 +34,18 @@ struct CallSpec {
   // A small reply payload may stay in the response ring until the next call
   // on this channel (Worker::call); otherwise the Reply owns a copy.
   bool payload_in_ring = false;
+  // Async calls and streams (schema Request: flags, notify, window_*).
+  bool stream = false;
+  uint32_t notify = 0;  // the caller's completion bell: its waiter entry + 1 (0: none)
+  uint32_t window_items = 0;
+  uint64_t window_bytes = 0;
+};
+
+// A reply frame read without waiting (ShmChannel::poll_reply).
+struct Polled {
+  Expected<Reply> reply;
+  bool more = false;        // a stream item: the request's final reply follows
+  uint64_t item_bytes = 0;  // result + payload + body bytes (a stream window's measure)
 };
 
 // Error.type values ShmChannel produces that the caller must act on.
@@ -62,6 +74,16 @@ class ShmChannel {
   // (an arena block it holds, or a copy), except with spec.payload_in_ring,
   // where a small one points into the response ring until the next call.
   Expected<Reply> call(const CallSpec& spec);
+  // Writes the request without waiting for its reply (async calls; more
+  // may follow before any reply is read). A payload copied into a temporary
+  // arena block leaves it in *temp: keep it until the reply has come.
+  Status send(const CallSpec& spec, PayloadBuffer* temp);
+  // The next reply frame, which must answer `id`, if one is there; never
+  // waits. Errors as call()'s, but for the waiting ones (the caller watches
+  // worker_alive and its deadlines).
+  std::optional<Polled> poll_reply(uint64_t id);
+  // True if a reply frame may be there (cheap; the consumer's view).
+  bool reply_readable() const { return responses_.readable(); }
   // Gives back a reply frame still held for an in-ring payload.
   void release_held();
   // The id for the next request on this channel: ids only need to tell this
@@ -74,6 +96,9 @@ class ShmChannel {
 
  private:
   Expected<Reply> await_reply(uint64_t id, int64_t deadline_ns, bool payload_in_ring);
+  // The reply in `frame` (peeked), checked against `id`; releases the frame
+  // unless a small payload stays in it (payload_in_ring).
+  Polled read_reply(const ipc::Frame& frame, uint64_t id, bool payload_in_ring);
   // The request envelope for `spec`: built in fbb_, or, when only the id
   // and the deadline differ from the last one, request_shape_ with those
   // rewritten. Valid until the next call.

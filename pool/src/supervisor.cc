@@ -86,6 +86,9 @@ void Supervisor::run_starter(uint32_t i) {
   seg_->request_ring(i).reset();
   seg_->response_ring(i).reset();
   sd.calls.store(0, std::memory_order_relaxed);  // calls served by this worker
+  for (auto& c : sd.cancel) c.store(0, std::memory_order_relaxed);  // no call of the new worker is
+  sd.items_taken.store(0, std::memory_order_relaxed);                // cancelled yet (published by
+  sd.bytes_taken.store(0, std::memory_order_relaxed);                // worker_alive's release)
   sd.started_ns.store(ipc::monotonic_ns(), std::memory_order_relaxed);
   rt.health_pings.store(0, std::memory_order_relaxed);
   sd.exit_code.store(-1, std::memory_order_relaxed);

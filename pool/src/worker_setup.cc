@@ -108,6 +108,8 @@ void mark_worker_gone(ipc::Segment& segment, uint32_t slot) {
   ipc::SlotData& s = segment.slot(slot);
   s.worker_alive.store(0, std::memory_order_release);  // pairs with the acquire in ShmChannel
   s.response.data.ring();
+  // Async callers sleep on their process's completion bell, not on the ring.
+  for (ipc::WaiterCount& w : segment.header().queue.waiters.by_process) w.completions.ring();
 }
 
 namespace {

@@ -74,6 +74,15 @@ py::object Context::body() {
   return body_view;
 }
 
+void Context::send(py::object item) {
+  check();
+  if (!streaming || !send_fn) {
+    throw py::value_error(
+        "ctx.send() streams items: the caller must call this command with stream()");
+  }
+  send_fn(send_arg, std::move(item));
+}
+
 void register_context(py::module_& m) {
   py::class_<Context>(m, "Context", "What a handler sees of its call (valid during the call only).")
       .def_property_readonly("request_id",
@@ -94,7 +103,25 @@ void register_context(py::module_& m) {
                              "Read-only memoryview of the request payload, in shared memory.")
       .def_property_readonly("body", &Context::body, "Typed nested FlatBuffer body (read-only).")
       .def("alloc_output", &Context::alloc_output, py::arg("n"),
-           "Writable memoryview of n bytes in shared memory for the reply's payload.");
+           "Writable memoryview of n bytes in shared memory for the reply's payload "
+           "(in a stream: for the next item's).")
+      .def_property_readonly(
+          "cancelled",
+          [](const Context& c) {
+            c.check();
+            return c.cancelled();
+          },
+          "True once the caller has cancelled this call: return (or stop yielding) soon.")
+      .def_property_readonly(
+          "streaming",
+          [](const Context& c) {
+            c.check();
+            return c.streaming;
+          },
+          "True when the caller takes a stream of items (ctx.send may be used).")
+      .def("send", &Context::send, py::arg("item"),
+           "Sends item (a value, bytes, numpy array or Output) as the next item of a stream "
+           "call; blocks while the caller's window of unread items is full.");
 }
 
 }  // namespace shmpool::pyworker

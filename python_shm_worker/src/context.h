@@ -38,6 +38,13 @@ class Context {
   py::object payload_view, payload_owner;  // memoryview, and the SharedBuffer behind it
   py::object output_view, output_owner;
   py::object body_view, body_owner;
+  // This request's cancel word (SlotData::cancel): it holds request_id once
+  // the caller has cancelled the call.
+  const std::atomic<uint64_t>* cancel_word = nullptr;
+  // A stream call: ctx.send(item) sends an item through `send_fn`.
+  bool streaming = false;
+  void (*send_fn)(void* worker, py::object item) = nullptr;
+  void* send_arg = nullptr;
 
   // Makes it the context of `req` (verified), whose payload is `payload`
   // (inline in the frame; the caller sets the arena fields for one in the
@@ -55,8 +62,12 @@ class Context {
     arena = a;
     deadline_ns = req->deadline_mono_ns();
     policy = p;
+    streaming = (req->flags() & uint32_t(schema::RequestFlags::Stream)) != 0;
   }
 
+  bool cancelled() const {
+    return cancel_word && cancel_word->load(std::memory_order_acquire) == request_id;
+  }
   void check() const {
     if (!valid) throw py::value_error("this Context belongs to a call that has ended");
   }
@@ -72,6 +83,8 @@ class Context {
   // memoryview raises); a numpy array kept past the call cannot be made
   // safe, so the worker then exits after its reply (see finish_views).
   py::object body();
+  // Sends `item` as the next item of a stream call (raises in another call).
+  void send(py::object item);
 };
 
 }  // namespace shmpool::pyworker

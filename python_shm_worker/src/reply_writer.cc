@@ -5,9 +5,11 @@
 namespace shmpool::pyworker {
 
 ipc::Errc ReplyWriter::send_ok(uint64_t id, std::span<const uint8_t> payload,
-                               const schema::ArenaRef* arena_ref, std::span<const uint8_t> body) {
+                               const schema::ArenaRef* arena_ref, std::span<const uint8_t> body,
+                               bool more) {
   const std::span<const uint8_t> result(flex_.data(), flex_.size());
-  const bool plain = payload.empty() && !arena_ref && body.empty() && id != 0 && !result.empty();
+  const bool plain =
+      payload.empty() && !arena_ref && body.empty() && id != 0 && !result.empty() && !more;
   if (plain && !last_ok_.empty() && last_ok_.hole(1).size == result.size()) {
     // The envelope FlatBuffers would build is the last one with another id
     // and other result bytes of the same length: rewrite those.
@@ -30,6 +32,7 @@ ipc::Errc ReplyWriter::send_ok(uint64_t id, std::span<const uint8_t> payload,
   schema::PayloadRef ref = ipc::payload_ref_for(payload.size());
   if (!payload.empty()) rb.add_payload(&ref);
   if (arena_ref) rb.add_arena_payload(arena_ref);
+  if (more) rb.add_more(true);
   fbb_.Finish(rb.Finish());
   if (plain) {
     last_ok_.remember({fbb_.GetBufferPointer(), fbb_.GetSize()}, ipc::kResponseFields,
@@ -67,9 +70,12 @@ ipc::Errc ReplyWriter::write(std::span<const uint8_t> payload, std::span<const u
   calls_->store(calls_->load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   constexpr int64_t kAlreadyPassed = 1;  // CLOCK_MONOTONIC 1 ns: do not wait
   ipc::Errc e = ipc::write_frame(responses_, env, pw, kAlreadyPassed, policy_);
-  if (e != ipc::Errc::ring_full) return e;
-  pybind11::gil_scoped_release nogil;
-  return ipc::write_frame(responses_, env, pw, 0, policy_);
+  if (e == ipc::Errc::ring_full) {
+    pybind11::gil_scoped_release nogil;
+    e = ipc::write_frame(responses_, env, pw, 0, policy_);
+  }
+  if (notify_ && e == ipc::Errc::ok) notify_->ring();
+  return e;
 }
 
 }  // namespace shmpool::pyworker

@@ -40,16 +40,20 @@ class ReplyWriter {
   }
   // Sends an Ok reply with the result start() gave, and a payload: inline
   // bytes (copied into the frame), or an arena block the caller takes.
+  // `more`: a stream item (the request's final reply follows later).
   // Errc::frame_too_large if it can never fit in the ring.
   ipc::Errc send_ok(uint64_t id, std::span<const uint8_t> payload = {},
                     const schema::ArenaRef* arena_ref = nullptr,
-                    std::span<const uint8_t> body = {});
+                    std::span<const uint8_t> body = {}, bool more = false);
   // Sends an Error reply; context entries with an empty value are left out.
   void send_error(uint64_t id, const std::string& category, const std::string& type,
                   const std::string& message,
                   std::initializer_list<std::pair<std::string, std::string>> context = {});
 
   uint64_t ring_capacity() const { return responses_.capacity(); }
+  // The bell rung after each frame written for the current request (its
+  // caller's completion bell, for an async call), or null.
+  void set_notify(ipc::Doorbell* bell) { notify_ = bell; }
 
  private:
   // Writes the envelope (default: the one in fbb_) and the payload.
@@ -63,6 +67,7 @@ class ReplyWriter {
   // The last plain Ok reply, with holes at its id (0) and its result's
   // bytes (1); empty after any other Ok reply.
   ipc::EnvelopeShape last_ok_;
+  ipc::Doorbell* notify_ = nullptr;
 };
 
 }  // namespace shmpool::pyworker

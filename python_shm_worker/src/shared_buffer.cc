@@ -53,6 +53,11 @@ bool finish_views(Context& ctx, ipc::Arena& arena) {
     sb->live = false;
   }
   ctx.body_view = ctx.body_owner = py::object();
+  finish_output(ctx);
+  return safe;
+}
+
+void finish_output(Context& ctx) {
   if (ctx.output_owner && py::isinstance<SharedBuffer>(ctx.output_owner)) {
     auto* sb = ctx.output_owner.cast<SharedBuffer*>();
     py::object kept;
@@ -62,7 +67,6 @@ bool finish_views(Context& ctx, ipc::Arena& arena) {
     }
   }
   ctx.output_view = ctx.output_owner = py::object();
-  return safe;
 }
 
 void register_shared_buffer(py::module_& m) {

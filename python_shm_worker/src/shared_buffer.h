@@ -62,5 +62,8 @@ bool detach_view(py::object& view, py::object& owner, py::object* kept);
 // of a request payload another worker pinned already): the worker must exit
 // after its reply.
 bool finish_views(Context& ctx, ipc::Arena& arena);
+// The output part of finish_views, after each item of a stream: the next
+// item may alloc_output() again.
+void finish_output(Context& ctx);
 
 }  // namespace shmpool::pyworker

@@ -103,6 +103,7 @@ ShmWorker::ShmWorker(const std::string& pool, uint32_t slot, int owner_pid,
                      const std::string& strategy, int64_t spin_ns)
     : segment_(attach(pool, slot)),
       slot_index_(slot),
+      slot_(&segment_->slot(slot)),
       arena_(segment_->arena()),
       requests_(segment_->request_ring(slot)),
       policy_(parse_policy(strategy, spin_ns)),
@@ -163,6 +164,18 @@ bool ShmWorker::dispatch(const ipc::Frame& frame) {
   const schema::Request* req = rv.request;
   const uint64_t id = req->id();
   std::string_view cmd = req->command() ? req->command()->string_view() : std::string_view();
+  // An async caller's completion bell (bounds-checked: the index comes from a client).
+  const uint32_t notify = req->notify();
+  replies_.set_notify(notify > 0 && notify <= ipc::kWaiterProcesses
+                          ? &segment_->header().queue.waiters.by_process[notify - 1].completions
+                          : nullptr);
+  if (cancelled(id)) {
+    requests_.release(frame);
+    replies_.send_error(id, "cancelled", "cancelled",
+                        "the call was cancelled before its handler started",
+                        {{"command", std::string(cmd)}});
+    return true;
+  }
   if (cmd == "__shutdown__") {
     requests_.release(frame);
     replies_.start();
@@ -179,6 +192,16 @@ bool ShmWorker::dispatch(const ipc::Frame& frame) {
   }
   Context* ctx = fresh_context();
   ctx->start(req, rv.payload, &arena_, policy_);
+  ctx->cancel_word = &slot_->cancel[id % ipc::kMaxInFlight];
+  if (ctx->streaming) {
+    ctx->send_fn = &ShmWorker::send_from_context;
+    ctx->send_arg = this;
+    window_ = StreamWindow{};
+    window_.base_items = slot_->items_taken.load(std::memory_order_acquire);
+    window_.base_bytes = slot_->bytes_taken.load(std::memory_order_acquire);
+    if (req->window_items() != 0) window_.max_items = req->window_items();
+    if (req->window_bytes() != 0) window_.max_bytes = req->window_bytes();
+  }
   if (const schema::ArenaRef* ar = req->arena_payload()) {
     std::span<uint8_t> bytes;
     if (arena_.resolve(ar->block(), ar->offset(), ar->length(), &bytes, &ctx->payload_word) !=
@@ -206,12 +229,26 @@ bool ShmWorker::dispatch(const ipc::Frame& frame) {
     PyObject* r = PyObject_Vectorcall(handler.ptr(), argv, 2, nullptr);
     if (!r) throw py::error_already_set();
     result = py::reinterpret_steal<py::object>(r);
+    if (ctx->streaming) {
+      stream(id, std::move(result));
+      ctx->valid = false;
+      if (!finish_views(*ctx, arena_)) unsafe_ = true;
+      requests_.release(frame);
+      exit_if_unsafe();
+      return true;
+    }
+    if (PyGen_Check(result.ptr())) {
+      result.attr("close")();
+      failed = Failure{"handler_error", "stream_not_requested",
+                       "the handler returned a generator: call it with stream()", "", ""};
+    }
   } catch (py::error_already_set& ex) {
     failed = describe(ex);
   } catch (py::builtin_exception& e) {  // from flex_to_py: args too deep, too many values
     failed = describe(e);
   }
   ctx->valid = false;
+  ctx->send_fn = nullptr;
   if (!failed) {
     failed = reply_ok(id, std::move(result), frame);
     if (!failed) {
@@ -259,6 +296,82 @@ std::optional<Failure> ShmWorker::reply_ok(uint64_t id, py::object result,
     Failure f = describe(e);
     f.message = "cannot encode the handler's result: " + f.message;
     return f;
+  }
+}
+
+void ShmWorker::stream(uint64_t id, py::object result) {
+  if (!PyIter_Check(result.ptr())) {
+    if (!result.is_none() && wait_for_window(id)) send_item(id, std::move(result));
+  } else {
+    for (;;) {
+      if (!wait_for_window(id)) {
+        // GeneratorExit at the yield it waits in: its `finally` runs now.
+        if (py::hasattr(result, "close")) result.attr("close")();
+        break;
+      }
+      PyObject* item = PyIter_Next(result.ptr());
+      if (!item) {
+        if (PyErr_Occurred()) throw py::error_already_set();
+        break;
+      }
+      send_item(id, py::reinterpret_steal<py::object>(item));
+    }
+  }
+  result = py::object();
+  if (cancelled(id)) {
+    replies_.send_error(id, "cancelled", "cancelled", "the stream was cancelled");
+  } else {
+    replies_.start();
+    replies_.send_ok(id);  // the end
+  }
+}
+
+void ShmWorker::send_item(uint64_t id, py::object item) {
+  ReplyPayload out;
+  ipc::FlexWriter& flex = replies_.start();
+  results_.encode(std::move(item), *ctx_, flex, &out);
+  finish_output(*ctx_);  // the next item may alloc_output() again
+  // What the caller counts when it takes the item (stream window).
+  const uint64_t bytes = flex.size() + out.inline_bytes.size() +
+                         (out.in_arena ? out.ref.length() : 0) + out.body.size();
+  const ipc::Errc e = replies_.send_ok(id, out.inline_bytes, out.in_arena ? &out.ref : nullptr,
+                                       out.body, /*more=*/true);
+  results_.drop_kept();
+  if (e != ipc::Errc::ok) {
+    if (out.in_arena) arena_.free(out.ref.block(), out.word);
+    throw py::value_error("a stream item of " + std::to_string(bytes) +
+                          " bytes does not fit in the response ring");
+  }
+  ++window_.sent_items;
+  window_.sent_bytes += bytes;
+}
+
+void ShmWorker::send_from_context(void* self, py::object item) {
+  auto* w = static_cast<ShmWorker*>(self);
+  const uint64_t id = w->ctx_->request_id;
+  if (!w->wait_for_window(id)) return;  // cancelled: the item is dropped (ctx.cancelled says so)
+  w->send_item(id, std::move(item));
+}
+
+bool ShmWorker::wait_for_window(uint64_t id) {
+  auto open = [&] {
+    const uint64_t taken_items =
+        slot_->items_taken.load(std::memory_order_acquire) - window_.base_items;
+    const uint64_t taken_bytes =
+        slot_->bytes_taken.load(std::memory_order_acquire) - window_.base_bytes;
+    const uint64_t unread = window_.sent_items - taken_items;
+    // One item always fits, however large.
+    return unread == 0 ||
+           (unread < window_.max_items && window_.sent_bytes - taken_bytes < window_.max_bytes);
+  };
+  for (;;) {
+    if (cancelled(id)) return false;
+    if (open()) return true;
+    ipc::wait_until(
+        slot_->credit, [&] { return open() || cancelled(id); },
+        ipc::monotonic_ns() + kSignalSliceNs, idle_policy_,
+        [] { return py::gil_scoped_release(); });
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
   }
 }
 

@@ -65,6 +65,21 @@ class ShmWorker {
   bool dispatch(const ipc::Frame& frame);
   // Replies with the handler's result; a Failure if it cannot be sent.
   std::optional<Failure> reply_ok(uint64_t id, py::object result, const ipc::Frame& frame);
+  // A stream call's items (the caller asked for a stream): the items the
+  // handler's iterator yields, or its one non-None result; then the end
+  // (an Ok reply without `more`). Each waits for room in the caller's window
+  // first; a cancelled stream closes the iterator (GeneratorExit at its
+  // yield, so its `finally` runs) and ends with cancelled. Throws what the
+  // handler raises; the caller then answers with the error after the items.
+  void stream(uint64_t id, py::object result);
+  // One item, with `more` set (ctx.send() and stream()).
+  void send_item(uint64_t id, py::object item);
+  // Waits until the caller's window has room: false once the call is cancelled.
+  bool wait_for_window(uint64_t id);
+  bool cancelled(uint64_t id) const {
+    return slot_->cancel[id % ipc::kMaxInFlight].load(std::memory_order_acquire) == id;
+  }
+  static void send_from_context(void* self, py::object item);
   // The Context for the next call: the last one while nobody else holds it.
   Context* fresh_context();
   // The handler registered for `cmd`, or null.
@@ -74,6 +89,7 @@ class ShmWorker {
 
   std::unique_ptr<ipc::Segment> segment_;
   uint32_t slot_index_;
+  ipc::SlotData* slot_;
   ipc::Arena arena_;
   ipc::FrameRing requests_;
   ipc::WaitPolicy policy_;
@@ -81,6 +97,12 @@ class ShmWorker {
   ipc::WaitPolicy idle_policy_;  // policy_ for the idle wait, with idle_budget_
   ReplyWriter replies_;
   ResultEncoder results_;
+  // The stream being served: what was sent and the caller's take counters
+  // when it began (SlotData::items_taken, bytes_taken only grow).
+  struct StreamWindow {
+    uint64_t sent_items = 0, sent_bytes = 0, base_items = 0, base_bytes = 0;
+    uint64_t max_items = 16, max_bytes = 16u << 20;
+  } window_;
   bool unsafe_ = false;  // a view outlived its call unsafely: exit after the reply
   // The last request verified, and the current one's private copy (read_request).
   ipc::EnvelopeMemo request_memo_;

@@ -320,3 +320,75 @@ def heap_churn(args, ctx):
     """Allocates `count` buffers of `bytes`, touches them, frees them all."""
     bufs = [bytearray(int(args["bytes"])) for _ in range(int(args["count"]))]
     return {"held": sum(len(b) for b in bufs)}
+
+
+# ---- streams and cancellation (async_test.cc) ----
+
+
+@command("count_stream")
+def count_stream(args, ctx):
+    """Yields {"i": k} for k < args["n"]; prints "YIELDING k" before each
+    item, raises at item args["fail_at"] if given, and prints "FINALLY
+    <tag>" when the generator ends in any way (cancelled included)."""
+    n = int(args.get("n", 10))
+    fail_at = int(args.get("fail_at", -1))
+    tag = args.get("tag", "")
+    try:
+        for k in range(n):
+            if k == fail_at:
+                raise ValueError("failed at item %d" % k)
+            print("YIELDING", tag, k, flush=True)
+            yield {"i": k}
+    finally:
+        print("FINALLY", tag, flush=True)
+
+
+@command("chunk_stream")
+def chunk_stream(args, ctx):
+    """Yields args["n"] numpy arrays of args["size"] bytes, chunk k filled with k % 251."""
+    import numpy as np
+
+    size = int(args.get("size", 1 << 20))
+    for k in range(int(args.get("n", 4))):
+        print("YIELDING", k, flush=True)
+        yield np.full(size, k % 251, dtype=np.uint8)
+
+
+@command("send_stream")
+def send_stream(args, ctx):
+    """Sends args["n"] items with ctx.send, then returns a last one."""
+    for k in range(int(args.get("n", 3))):
+        ctx.send({"i": k})
+    return {"i": "last"}
+
+
+@command("crash_stream")
+def crash_stream(args, ctx):
+    """Yields args["n"] items, then the worker dies."""
+    for k in range(int(args.get("n", 3))):
+        yield {"i": k}
+    os._exit(9)
+
+
+@command("until_cancelled")
+def until_cancelled(args, ctx):
+    """Prints "RUNNING", then polls ctx.cancelled (cooperative); returns
+    how it ended."""
+    print("RUNNING", os.getpid(), flush=True)
+    while not ctx.cancelled:
+        time.sleep(0.001)
+    print("STOPPED", os.getpid(), flush=True)
+    return {"cancelled": True}
+
+
+@command("ignore_cancel")
+def ignore_cancel(args, ctx):
+    """Prints "RUNNING", then never returns (not cooperative)."""
+    print("RUNNING", os.getpid(), flush=True)
+    while True:
+        time.sleep(3600)
+
+
+@command("generator_plain")
+def generator_plain(args, ctx):
+    yield {"i": 0}

@@ -41,6 +41,7 @@ namespace shmpool {
 struct ClientOptions {
   std::chrono::milliseconds checkout_timeout{5'000};    // per call, unless ExecOptions says
   std::chrono::milliseconds operation_timeout{30'000};  // per call, unless ExecOptions says
+  std::chrono::milliseconds cancel_grace{1'000};        // per call, unless ExecOptions says
   WaitStrategy wait = WaitStrategy::hybrid;
   std::chrono::nanoseconds spin{50'000};
   // This client's events: call_timed_out, session_created (sessions this
@@ -56,7 +57,7 @@ class Client {
   // resource_error/permission_denied, config_error/invalid_name.
   static Expected<std::unique_ptr<Client>> attach(std::string_view pool_name,
                                                   ClientOptions options = {});
-  ~Client();  // a submitted call keeps what it needs alive until it ends
+  ~Client();  // async calls still in flight end with pool_not_available
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
@@ -67,12 +68,17 @@ class Client {
                                      const ExecOptions& options = {});
   Expected<Reply> execute_anonymous(std::string_view command, const Args& args = empty_args(),
                                     const ExecOptions& options = {});
-  // Runs the call on a thread of its own (std::async: the future's
-  // destructor waits for it). The payload is copied unless it lies in a
-  // PayloadBuffer, which must then outlive the call. An empty session_id
-  // makes an anonymous call.
+  // As Pool's: call_async() as a std::future.
   std::future<Expected<Reply>> submit(std::string session_id, std::string command,
                                       Args args = empty_args(), ExecOptions options = {});
+  // As Pool's (call.h). When the owner dies, calls and streams in flight
+  // end with resource_error/pool_not_available.
+  Call call_async(std::string_view session_id, std::string_view command,
+                  const Args& args = empty_args(), const ExecOptions& options = {},
+                  CompletionCallback on_complete = {});
+  Stream stream(std::string_view session_id, std::string_view command,
+                const Args& args = empty_args(), const ExecOptions& options = {});
+  int completion_fd();
 
   // As Pool::alloc_payload, in the same arena (blocks are held by this
   // process; the owner reclaims them if it dies).

@@ -19,6 +19,7 @@ enum class Category {
   handler_error,   // handler_exception, unknown_command
   resource_error,  // pool_not_available, shm_exhausted, payload_too_large, ...
   config_error,    // invalid_config, invalid_name, invalid_session_id, ...
+  cancelled,       // cancelled: the caller cancelled the call (Call::cancel, Stream::cancel)
 };
 
 std::string_view category_name(Category c);

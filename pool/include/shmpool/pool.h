@@ -29,6 +29,7 @@
 #include <string_view>
 #include <vector>
 
+#include "shmpool/call.h"
 #include "shmpool/error.h"
 #include "shmpool/value.h"
 #include "shmpool/worker.h"
@@ -71,6 +72,9 @@ struct PoolConfig {
   std::chrono::milliseconds checkout_timeout{5'000};
   std::chrono::milliseconds operation_timeout{30'000};
   std::chrono::milliseconds startup_timeout{10'000};
+  // A cancelled call's handler still running after this is killed and its
+  // worker replaced (call.h).
+  std::chrono::milliseconds cancel_grace{1'000};
   bool lazy = false;      // start core workers on demand
   uint32_t min_warm = 0;  // with lazy: workers started (pre-warmed) at start
   std::chrono::milliseconds health_check_interval{0};  // ping idle workers; 0 = off
@@ -118,6 +122,11 @@ struct ExecOptions {
   std::span<const uint8_t> payload;
   std::span<const uint8_t> body;  // typed nested FlatBuffer
   bool affinity = true;           // prefer the idle worker that served the session last
+  // Async calls and streams (call.h).
+  std::optional<std::chrono::milliseconds> cancel_grace;  // default: the pool's
+  uint32_t stream_window_items = 16;                       // items sent and not yet taken
+  std::size_t stream_window_bytes = std::size_t(16) << 20;  // their bytes (one item always fits)
+  std::optional<std::chrono::milliseconds> stream_timeout;  // the whole stream; default none
 };
 
 struct SessionInfo {
@@ -172,11 +181,29 @@ class Pool {
                                      const ExecOptions& options = {});
   Expected<Reply> execute_anonymous(std::string_view command, const Args& args = empty_args(),
                                     const ExecOptions& options = {});
-  // Runs the call on the pool's own threads. The payload is copied unless it
-  // lies in a PayloadBuffer, which must then outlive the call. An empty
-  // session_id makes an anonymous call.
+  // call_async() as a std::future. The payload is copied unless it lies in
+  // a PayloadBuffer, which must then outlive the call. An empty session_id
+  // makes an anonymous call.
   std::future<Expected<Reply>> submit(std::string session_id, std::string command,
                                       Args args = empty_args(), ExecOptions options = {});
+
+  // A call that does not block (call.h): it is checked out and sent at
+  // once when a worker is free (or can take it in its request ring), else
+  // when one comes free, in turn with the callers waiting. An empty
+  // session_id makes an anonymous call. The payload is copied unless it
+  // lies in a PayloadBuffer, which must then outlive the call. Errors as
+  // execute_in_session's, plus cancelled/cancelled.
+  Call call_async(std::string_view session_id, std::string_view command,
+                  const Args& args = empty_args(), const ExecOptions& options = {},
+                  CompletionCallback on_complete = {});
+  // A streaming call (call.h): the handler's items as they come.
+  Stream stream(std::string_view session_id, std::string_view command,
+                const Args& args = empty_args(), const ExecOptions& options = {});
+  // An eventfd (EFD_NONBLOCK) that becomes readable when async calls or
+  // stream items complete: for a host's event loop (epoll, Boost.Asio).
+  // Read it to reset it, then look at your Calls (ready()). Owned by the
+  // pool; -1 if it cannot be created.
+  int completion_fd();
 
   // A block of n bytes in the payload arena: fill data() and pass it as
   // ExecOptions::payload, no copy. Waits up to `timeout` (default: the
