@@ -18,6 +18,7 @@ void register_worker_cases();
 void register_real_cases();
 void register_pool_cases();
 void register_startup_cases();
+void register_async_cases();  // async_cases.cc
 
 // BM_Bulk: three ways to hand a payload over (the peer part of the name)...
 enum BulkMode { kInPlace = 0, kCopy = 1, kPipe = 2, kZmqBulk = 3 };

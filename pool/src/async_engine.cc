@@ -63,23 +63,23 @@ bool AsyncEngine::others_waiting() const {
   return ipc::waiting_callers(path_.seg_->header().queue) > 0;
 }
 
+bool AsyncEngine::pool_can_grow() const {
+  for (uint32_t i = 0; i < path_.seg_->slot_count(); ++i) {
+    const ipc::SlotState st =
+        ipc::slot_state(path_.seg_->slot(i).state.load(std::memory_order_acquire));
+    if (st == ipc::SlotState::empty || st == ipc::SlotState::starting) return true;
+  }
+  return false;
+}
+
 bool AsyncEngine::shareable(const Pipeline& p) const {
   return p.lease->held() && !p.exclusive && !p.ops.empty() && p.ops.size() < ipc::kMaxInFlight;
 }
 
 bool AsyncEngine::place(const std::shared_ptr<AsyncOp>& op, Done& done) {
   if (!pending_.empty() || others_waiting()) return false;  // in turn behind them
-  if (!op->stream && op->opt.affinity && !op->session.empty()) {
-    // The session's last worker, when one of our pipelines holds it.
-    const int32_t last = path_.sessions_.last_slot(op->session);
-    for (Pipeline& p : pipes_) {
-      if (shareable(p) && int32_t(p.lease->slot()) == last) {
-        send(p, op, done);
-        return true;
-      }
-    }
-  }
-  // A free worker; else (not a stream) the pipeline with the fewest calls.
+  // A free worker (the session's last first, as a synchronous call); else,
+  // not a stream, the pipeline with the fewest calls.
   CallPath::Checkout co;
   if (path_.try_checkout(op->session, op->opt.affinity, path_.next_owner(), &co)) {
     Pipeline& p = add_pipeline(co.slot, co.word);
@@ -87,7 +87,9 @@ bool AsyncEngine::place(const std::shared_ptr<AsyncOp>& op, Done& done) {
     drop_released_pipelines();
     return true;
   }
-  if (op->stream) return false;
+  // Behind another call only when the pool has no worker to start (a lazy
+  // or overflow one): waiting in the queue asks the owner for one.
+  if (op->stream || pool_can_grow()) return false;
   Pipeline* best = nullptr;
   for (Pipeline& p : pipes_) {
     if (shareable(p) && (!best || p.ops.size() < best->ops.size())) best = &p;
@@ -470,7 +472,8 @@ void AsyncEngine::run_checkouts() {
       // may take them.
       while (!pending_.empty()) {
         std::shared_ptr<AsyncOp> op = pending_.front();
-        if (!p.ops.empty() && (p.exclusive || op->stream || !shareable(p) || others_waiting()))
+        if (!p.ops.empty() &&
+            (p.exclusive || op->stream || !shareable(p) || others_waiting() || pool_can_grow()))
           break;
         pending_.pop_front();
         send(p, op, done);

@@ -142,6 +142,8 @@ class AsyncEngine {
   void run_completions();
   void run_checkouts();
   bool others_waiting() const;
+  // A slot is empty or starting: a worker may come (lazy, overflow, restart).
+  bool pool_can_grow() const;
 
   CallPath& path_;
   std::mutex m_;
