@@ -60,7 +60,8 @@ void AsyncEngine::submit(const std::shared_ptr<AsyncOp>& op) {
 }
 
 bool AsyncEngine::others_waiting() const {
-  return ipc::waiting_callers(path_.seg_->header().queue) > 0;
+  const ipc::CheckoutQueue& q = path_.seg_->header().queue;
+  return q.next.load(std::memory_order_acquire) != q.serving.load(std::memory_order_acquire);
 }
 
 bool AsyncEngine::pool_can_grow() const {
@@ -178,6 +179,7 @@ bool AsyncEngine::cancel(AsyncOp& op) {
       {
         std::lock_guard op_lock(op.m);
         op.items.clear();  // dropped: their blocks go back to the arena
+        op.items_ready.store(0, std::memory_order_release);
       }
       kick();  // the completion thread's next deadline changed
     }
@@ -216,6 +218,7 @@ void AsyncEngine::harvest(Pipeline& p, int64_t now, Done& done) {
       if (op.cancel_requested) continue;  // dropped (the worker stops at its next item)
       std::lock_guard op_lock(op.m);
       op.items.emplace_back(std::move(got->reply.value()), got->item_bytes);
+      op.items_ready.store(uint32_t(op.items.size()), std::memory_order_release);
       op.cv.notify_all();
       done.items = true;
       continue;
@@ -365,6 +368,7 @@ void AsyncEngine::deliver(Done& done) {
     op->cv.notify_all();
   }
   if (done.ops.empty() && !done.items) return;
+  bell_->ring();  // callers driving in await() for one of these
   if (const int fd = event_fd_.load(std::memory_order_acquire); fd >= 0) {
     const uint64_t one = 1;
     (void)!::write(fd, &one, sizeof one);
@@ -401,20 +405,19 @@ void AsyncEngine::run_completions() {
   std::unique_lock lock(m_);
   std::vector<const ShmChannel*> watch;
   while (!stopping_) {
+    if (drivers_.load(std::memory_order_acquire) > 0) {
+      // A caller reads the replies (await): stand by until it leaves.
+      standby_cv_.wait_for(lock, std::chrono::milliseconds(1), [&] { return stopping_; });
+      continue;
+    }
     Done done;
-    int64_t now = ipc::monotonic_ns();
-    for (Pipeline& p : pipes_) harvest(p, now, done);
-    expire(now, done);
-    drop_released_pipelines();
+    const int64_t now = ipc::monotonic_ns();
+    collect(now, done, &watch);
     if (!done.ops.empty() || done.items) {
       lock.unlock();
       deliver(done);
       lock.lock();
       continue;
-    }
-    watch.clear();
-    for (const Pipeline& p : pipes_) {
-      if (!p.ops.empty()) watch.push_back(&p.lease->channel());
     }
     const int64_t until = next_deadline(now);
     lock.unlock();
@@ -432,6 +435,62 @@ void AsyncEngine::run_completions() {
         until, watch.empty() ? ipc::WaitPolicy{ipc::WaitStrategy::block, 0} : policy);
     kicked_.store(false, std::memory_order_relaxed);
     lock.lock();
+  }
+}
+
+void AsyncEngine::collect(int64_t now, Done& done, std::vector<const ShmChannel*>* watch) {
+  for (Pipeline& p : pipes_) harvest(p, now, done);
+  expire(now, done);
+  drop_released_pipelines();
+  watch->clear();
+  for (const Pipeline& p : pipes_) {
+    if (!p.ops.empty()) watch->push_back(&p.lease->channel());
+  }
+}
+
+bool AsyncEngine::await(AsyncOp& op, int64_t deadline_ns) {
+  auto there = [&] {
+    return op.ready.load(std::memory_order_acquire) ||
+           op.items_ready.load(std::memory_order_acquire) > 0;
+  };
+  if (there()) return true;
+  drivers_.fetch_add(1, std::memory_order_acq_rel);
+  // Leaving does not wake the completion thread: a caller that drives
+  // usually comes back at once (the next wait), and each wake-up costs
+  // both a switch. It looks again within its standby slice.
+  struct Leave {
+    AsyncEngine* e;
+    ~Leave() { e->drivers_.fetch_sub(1, std::memory_order_acq_rel); }
+  } leave{this};
+  const ipc::WaitPolicy policy = path_.settings().policy;
+  std::vector<const ShmChannel*> watch;
+  for (;;) {
+    Done done;
+    int64_t until = 0;
+    {
+      std::lock_guard lock(m_);
+      if (stopping_) return there();
+      const int64_t now = ipc::monotonic_ns();
+      collect(now, done, &watch);
+      until = next_deadline(now);
+    }
+    deliver(done);
+    if (there()) return true;
+    if (deadline_ns != 0) {
+      if (ipc::monotonic_ns() >= deadline_ns) return false;
+      until = std::min(until, deadline_ns);
+    }
+    // The channels stay while this engine runs (stop() waits for drivers).
+    ipc::wait_until(
+        *bell_,
+        [&] {
+          if (there() || stop_flag_.load(std::memory_order_acquire)) return true;
+          for (const ShmChannel* c : watch) {
+            if (c->reply_readable()) return true;
+          }
+          return false;
+        },
+        until, policy);
   }
 }
 
@@ -504,6 +563,7 @@ void AsyncEngine::stop(const Error& why) {
     std::lock_guard lock(m_);
     if (stopping_) return;
     stopping_ = true;
+    stop_flag_.store(true, std::memory_order_release);
     stopped_ = why;
     for (Pipeline& p : pipes_) {
       for (auto& op : p.ops) finish(*op, path_.with_context(why, op->session), done, op);
@@ -521,6 +581,12 @@ void AsyncEngine::stop(const Error& why) {
     pending_.clear();
     kick();
     checkout_cv_.notify_all();
+    standby_cv_.notify_all();
+  }
+  // Callers in await() leave before the channels they watch can go.
+  while (drivers_.load(std::memory_order_acquire) > 0) {
+    bell_->ring();
+    std::this_thread::yield();
   }
   if (completer_.joinable()) completer_.join();
   if (checkouter_.joinable()) checkouter_.join();

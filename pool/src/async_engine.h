@@ -50,6 +50,7 @@ namespace shmpool::detail {
 class AsyncEngine;
 class CallPath;
 class SlotLease;
+class ShmChannel;
 struct Pipeline;
 
 // One async call or stream, shared by its Call/Stream handle and the engine.
@@ -84,6 +85,7 @@ struct AsyncOp {
   std::optional<Expected<Reply>> result;          // the end (a stream's: an empty Reply) or error
   bool done = false;                              // result set and callbacks run
   std::atomic<bool> ready{false};                 // == done, for Call::ready without the lock
+  std::atomic<uint32_t> items_ready{0};           // == items.size(), read without the lock
 };
 
 struct Pipeline {
@@ -106,6 +108,11 @@ class AsyncEngine {
   // A stream's consumer took an item of `bytes`: the worker's window moves on.
   void took(AsyncOp& op, uint64_t bytes);
   int completion_fd();
+  // Waits until `op` has ended or, for a stream, has an item to take,
+  // reading replies on this thread meanwhile: no hop through the completion
+  // thread, which stands by while a caller drives (looking again every
+  // millisecond; callbacks of calls ended here run here). deadline_ns 0: none. False at the deadline or when stopping.
+  bool await(AsyncOp& op, int64_t deadline_ns);
   // Makes the completion thread look again (the owner died; a worker exited).
   void wake();
   // Ends every call still queued or in flight with `why` and joins the
@@ -121,6 +128,9 @@ class AsyncEngine {
   };
 
   void start_threads();
+  // Under the lock: reads every pipeline's replies, ends what is past its
+  // deadline, drops released pipelines; `watch`: the rings still awaited.
+  void collect(int64_t now, Done& done, std::vector<const ShmChannel*>* watch);
   bool place(const std::shared_ptr<AsyncOp>& op, Done& done);
   bool shareable(const Pipeline& p) const;
   Pipeline& add_pipeline(uint32_t slot, uint64_t word);
@@ -154,6 +164,9 @@ class AsyncEngine {
   std::optional<Error> stopped_;  // why, once stopped: later submissions fail with it
   std::thread completer_, checkouter_;
   std::atomic<bool> kicked_{false};
+  std::atomic<int> drivers_{0};              // callers in await(): the completion thread stands down
+  std::atomic<bool> stop_flag_{false};       // == stopping_, for waits without the lock
+  std::condition_variable standby_cv_;       // the completion thread waits here while callers drive
   ipc::Doorbell* bell_;        // the process's completion bell in the segment, or local_bell_
   ipc::Doorbell local_bell_;   // without an entry there: the thread then polls (1 ms)
   uint32_t notify_ = 0;        // the bell's index + 1 for requests (0: none)

@@ -15,12 +15,18 @@ bool Call::ready() const { return op_ && op_->ready.load(std::memory_order_acqui
 Expected<Reply>& Call::wait() & { return wait_result(); }
 
 Expected<Reply>& Call::wait_result() {
+  if (!op_->ready.load(std::memory_order_acquire)) {
+    if (auto engine = engine_of(*op_)) engine->await(*op_, 0);
+  }
   std::unique_lock lock(op_->m);
   op_->cv.wait(lock, [&] { return op_->done; });
   return *op_->result;
 }
 
 bool Call::wait_for(std::chrono::nanoseconds d) {
+  if (!op_->ready.load(std::memory_order_acquire)) {
+    if (auto engine = engine_of(*op_)) engine->await(*op_, ipc::monotonic_ns() + d.count());
+  }
   std::unique_lock lock(op_->m);
   return op_->cv.wait_for(lock, d, [&] { return op_->done; });
 }
@@ -52,6 +58,9 @@ bool Stream::cancel() {
 
 Expected<std::optional<Reply>> Stream::next(std::optional<std::chrono::milliseconds> timeout) {
   if (!op_) return make_error(Category::config_error, "no_stream", "this Stream holds no stream");
+  if (auto engine = engine_of(*op_)) {
+    engine->await(*op_, timeout ? ipc::monotonic_ns() + timeout->count() * 1'000'000 : 0);
+  }
   std::unique_lock lock(op_->m);
   auto there = [&] { return !op_->items.empty() || op_->done; };
   if (!timeout) {
@@ -63,6 +72,7 @@ Expected<std::optional<Reply>> Stream::next(std::optional<std::chrono::milliseco
   if (!op_->items.empty()) {
     auto [reply, bytes] = std::move(op_->items.front());
     op_->items.pop_front();
+    op_->items_ready.store(uint32_t(op_->items.size()), std::memory_order_release);
     lock.unlock();
     if (auto engine = engine_of(*op_)) engine->took(*op_, bytes);
     return std::optional<Reply>(std::move(reply));
