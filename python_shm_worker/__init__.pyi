@@ -27,7 +27,20 @@ class Context(Protocol):
         (once per call). Fill it and return it (or a numpy view of it, or
         anything else with the block as the payload): it is handed to the
         caller without a copy. Raises ArenaError (a MemoryError) when the
-        arena cannot hold it before the call's deadline."""
+        arena cannot hold it before the call's deadline. In a stream: once
+        per item."""
+    @property
+    def cancelled(self) -> bool:
+        """True once the caller has cancelled the call (Call::cancel,
+        Stream::cancel or a dropped Stream): return soon. A handler that
+        does not is killed after the pool's cancel grace."""
+    @property
+    def streaming(self) -> bool:
+        """True when the caller takes a stream of items (Pool::stream)."""
+    def send(self, item: Any) -> bool:
+        """Sends item (a value, bytes, numpy array or Output) as the next
+        item of a stream call; waits while the caller's window of unread
+        items is full. False (the item dropped) once the call is cancelled."""
 
 Handler = Callable[[Dict[str, Any], Context], Any]
 

@@ -55,6 +55,13 @@ class MessageContext:
         self.output = memoryview(bytearray(n))
         return self.output
 
+    # Message transports carry neither streams nor cancellation (shm only).
+    cancelled = False
+    streaming = False
+
+    def send(self, item: Any) -> bool:
+        raise ValueError("ctx.send() streams items: the caller must call this command with stream()")
+
 
 def split_result(result: Any, ctx: Any) -> Tuple[Any, Any]:
     """(value, payload) of a handler's result, as every transport reads it:

@@ -241,6 +241,31 @@ TEST_F(CliTest, CallRunsACommandFromAnotherProcess) {
   EXPECT_NE(no_pool.out.find("resource_error/unknown_pool"), std::string::npos) << no_pool.out;
 }
 
+TEST_F(CliTest, CallStreamPrintsItemsAsJsonLinesAndCtrlCCancelsIt) {
+  auto pool = Pool::start(config(unique_name("stream")));
+  ASSERT_TRUE(pool.ok()) << pool.error().to_string();
+  const std::string name = (*pool)->name();
+  CliRun three = cli("call " + name + " count_stream --stream --args '{\"n\": 3}' 2>/dev/null");
+  ASSERT_EQ(three.exit_code, 0) << three.out;
+  EXPECT_EQ(three.out, "{\"i\":0}\n{\"i\":1}\n{\"i\":2}\n");
+  CliRun failing =
+      cli("call " + name + " count_stream --stream --args '{\"n\": 9, \"fail_at\": 2}'");
+  EXPECT_EQ(failing.exit_code, 1);
+  EXPECT_NE(failing.out.find("{\"i\":1}\n"), std::string::npos) << failing.out;
+  EXPECT_NE(failing.out.find("handler_error/handler_exception"), std::string::npos) << failing.out;
+  // A stream that would not end: the first item, then Ctrl-C.
+  test::Child c = test::spawn_child({SHMPOOL_CLI, "call", name, "count_stream", "--stream",
+                                     "--args", "{\"n\": 1000000000}"});
+  EXPECT_EQ(c.read_line(), "{\"i\":0}");
+  ASSERT_EQ(::kill(c.pid, SIGINT), 0);
+  while (!c.read_line().empty()) {
+  }  // what it printed before it saw the signal
+  const int status = c.wait();
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 130);
+  EXPECT_TRUE((*pool)->execute_anonymous("ping").ok()) << "the worker is back in service";
+}
+
 // `shmpool serve ARGS` as a child; its first line comes once the pool is ready.
 test::Child serve(std::vector<std::string> args) {
   args.insert(args.begin(), {SHMPOOL_CLI, "serve"});

@@ -11,12 +11,14 @@
 #include <chrono>
 #include <cstdio>
 #include <future>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "ipc/segment.h"
 #include "ipc/sys.h"
+#include "shmpool/call.h"
 #include "shmpool/inspect.h"
 #include "shmpool/pool.h"
 #include "tests/process_support.h"
@@ -324,6 +326,14 @@ TEST_F(ClientTest, TheOwnerKilledFailsWaitingAndNewCallsWithPoolNotAvailable) {
     } while (!line.empty() && line.rfind("LOG BLOCKING", 0) != 0);
     ASSERT_FALSE(line.empty()) << "the blocking call never reached a worker";
     ASSERT_TRUE((*client)->execute_anonymous("ping").ok()) << "the other worker still answers";
+    // A stream in flight on the other worker (its generator never ends).
+    ExecOptions small_window;
+    small_window.stream_window_items = 2;
+    Stream stream = (*client)->stream(
+        "s2", "count_stream",
+        make_args([](flexbuffers::Builder& b) { b.Int("n", int64_t(1) << 40); }), small_window);
+    auto first = stream.next();
+    ASSERT_TRUE(first.ok() && first->has_value()) << "the stream never started";
     ASSERT_EQ(::kill(owner.pid, SIGKILL), 0);
     const auto killed = std::chrono::steady_clock::now();
     owner.wait();
@@ -336,6 +346,14 @@ TEST_F(ClientTest, TheOwnerKilledFailsWaitingAndNewCallsWithPoolNotAvailable) {
     EXPECT_EQ(r.error().category, Category::resource_error);
     EXPECT_EQ(r.error().type, "pool_not_available") << r.error().to_string();
     std::printf("waiting call failed %.1f ms after the owner was killed\n", ms);
+    // The stream ends the same way, after the items already there.
+    std::optional<Error> stream_end;
+    for (int items = 0; items < 10 && !stream_end; ++items) {
+      auto n = stream.next();
+      if (!n.ok()) stream_end = n.error();
+    }
+    ASSERT_TRUE(stream_end) << "the stream did not end";
+    EXPECT_EQ(stream_end->type, "pool_not_available") << stream_end->to_string();
     EXPECT_FALSE((*client)->pool_available());
     ASSERT_TRUE(client_events.wait_for(PoolEvent::Kind::pool_lost));
     auto next = (*client)->execute_in_session("s", "ping");

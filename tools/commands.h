@@ -36,6 +36,7 @@ int serve(ServeOptions o);
 struct CallOptions {
   std::string pool, command, session, args = "{}", payload_file, payload_out;
   double timeout_s = 30;
+  bool stream = false;  // print each item as a JSON line; Ctrl-C cancels
 };
 int call(const CallOptions& o);
 

@@ -6,6 +6,7 @@
 //   shmpool status NAME [--json | --prometheus]
 //   shmpool sessions NAME [--json | --prometheus]
 //   shmpool call NAME COMMAND [--session ID] [--args JSON] [--payload FILE] [--payload-out FILE]
+//                [--stream]
 //   shmpool gc [NAME...] [--dry-run]
 //   shmpool bench compare OLD.json NEW.json [--baseline NAME] [--max-regression 10%]
 //
@@ -121,7 +122,10 @@ int main(int argc, char** argv) {
   call_cmd->add_option("--payload", call_opts.payload_file, "File sent as the request payload")
       ->check(CLI::ExistingFile);
   call_cmd->add_option("--payload-out", call_opts.payload_out, "Write the reply payload here");
-  call_cmd->add_option("--timeout", call_opts.timeout_s, "Operation timeout in seconds (30)");
+  call_cmd->add_option("--timeout", call_opts.timeout_s,
+                       "Operation timeout in seconds (30; with --stream: per item)");
+  call_cmd->add_flag("--stream", call_opts.stream,
+                     "Streaming call: print each item as a JSON line as it comes; Ctrl-C cancels");
   call_cmd->callback([&] { rc = call(call_opts); });
 
   // bench compare

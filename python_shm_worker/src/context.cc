@@ -74,13 +74,13 @@ py::object Context::body() {
   return body_view;
 }
 
-void Context::send(py::object item) {
+bool Context::send(py::object item) {
   check();
   if (!streaming || !send_fn) {
     throw py::value_error(
         "ctx.send() streams items: the caller must call this command with stream()");
   }
-  send_fn(send_arg, std::move(item));
+  return send_fn(send_arg, std::move(item));
 }
 
 void register_context(py::module_& m) {

@@ -43,7 +43,7 @@ class Context {
   const std::atomic<uint64_t>* cancel_word = nullptr;
   // A stream call: ctx.send(item) sends an item through `send_fn`.
   bool streaming = false;
-  void (*send_fn)(void* worker, py::object item) = nullptr;
+  bool (*send_fn)(void* worker, py::object item) = nullptr;
   void* send_arg = nullptr;
 
   // Makes it the context of `req` (verified), whose payload is `payload`
@@ -83,8 +83,9 @@ class Context {
   // memoryview raises); a numpy array kept past the call cannot be made
   // safe, so the worker then exits after its reply (see finish_views).
   py::object body();
-  // Sends `item` as the next item of a stream call (raises in another call).
-  void send(py::object item);
+  // Sends `item` as the next item of a stream call (raises in another
+  // call); false, the item dropped, once the call is cancelled.
+  bool send(py::object item);
 };
 
 }  // namespace shmpool::pyworker

@@ -346,11 +346,12 @@ void ShmWorker::send_item(uint64_t id, py::object item) {
   window_.sent_bytes += bytes;
 }
 
-void ShmWorker::send_from_context(void* self, py::object item) {
+bool ShmWorker::send_from_context(void* self, py::object item) {
   auto* w = static_cast<ShmWorker*>(self);
   const uint64_t id = w->ctx_->request_id;
-  if (!w->wait_for_window(id)) return;  // cancelled: the item is dropped (ctx.cancelled says so)
+  if (!w->wait_for_window(id)) return false;  // cancelled: the item is dropped
   w->send_item(id, std::move(item));
+  return true;
 }
 
 bool ShmWorker::wait_for_window(uint64_t id) {

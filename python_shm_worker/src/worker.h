@@ -79,7 +79,7 @@ class ShmWorker {
   bool cancelled(uint64_t id) const {
     return slot_->cancel[id % ipc::kMaxInFlight].load(std::memory_order_acquire) == id;
   }
-  static void send_from_context(void* self, py::object item);
+  static bool send_from_context(void* self, py::object item);
   // The Context for the next call: the last one while nobody else holds it.
   Context* fresh_context();
   // The handler registered for `cmd`, or null.
