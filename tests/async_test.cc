@@ -7,9 +7,11 @@
 
 #include <algorithm>
 #include <atomic>
+#include <future>
 #include <map>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "shmpool/call.h"
@@ -290,6 +292,43 @@ TEST_F(AsyncTest, ACallCancelledBeforeItsWorkerStartsItNeverRuns) {
   EXPECT_EQ(count_lines(log, "RUNNING"), 0u) << "the cancelled handler ran";
   EXPECT_TRUE(pool->execute_anonymous("ping").ok());
   EXPECT_EQ(restarts(*pool), 0u);
+}
+
+// A synchronous caller queued for the only worker keeps its turn against
+// async calls made after it; an async call still queued is cancelled at once.
+TEST_F(AsyncTest, AQueuedSynchronousCallerKeepsItsTurnAndQueuedAsyncCallsCancelAtOnce) {
+  test::LogWatch log;
+  auto c = config("async-fair", 1);
+  c.log = log.callback();
+  auto pool = start(std::move(c));
+  ASSERT_TRUE(pool);
+  test::Gate gate("async-fair");
+  Call blocker = pool->call_async({}, "wait_at_gate", gate.args());
+  ASSERT_TRUE(log.wait_for_line("AT_GATE"));
+  std::promise<int64_t> sync_seq;
+  std::thread sync([&] {
+    auto r = pool->execute_anonymous("next_seq");
+    sync_seq.set_value(r.ok() ? r->value().AsMap()["seq"].AsInt64() : -1);
+  });
+  // The checkout queue rings nothing when a caller joins it: poll for it.
+  ipc::Doorbell never;
+  ASSERT_EQ(ipc::wait_until(
+                never, [&] { return pool->status().queue_length == 1; },
+                ipc::monotonic_ns() + 20'000'000'000, ipc::WaitPolicy{ipc::WaitStrategy::spin, 0}),
+            ipc::WaitResult::ready);
+  Call after = pool->call_async({}, "next_seq");
+  Call dropped = pool->call_async({}, "next_seq");
+  EXPECT_FALSE(after.ready());
+  EXPECT_TRUE(dropped.cancel());
+  EXPECT_TRUE(dropped.ready()) << "a call not sent yet ends at once";
+  EXPECT_EQ(dropped.wait().error().type, "cancelled");
+  ASSERT_TRUE(gate.open(1));
+  EXPECT_TRUE(blocker.wait().ok());
+  Expected<Reply>& r = after.wait();
+  ASSERT_TRUE(r.ok()) << r.error().to_string();
+  sync.join();
+  EXPECT_EQ(sync_seq.get_future().get(), 0) << "the queued synchronous caller went first";
+  EXPECT_EQ(r->value().AsMap()["seq"].AsInt64(), 1);
 }
 
 TEST_F(AsyncTest, ACooperativeHandlerSeesCtxCancelledAndItsWorkerStays) {

@@ -81,7 +81,8 @@ struct AsyncOp {
   // Guarded by `m`.
   std::mutex m;
   std::condition_variable cv;
-  std::deque<std::pair<Reply, uint64_t>> items;  // a stream's items not taken yet, with their bytes
+  // A stream's items not taken yet, with their bytes (a list: nothing allocated for a call).
+  std::list<std::pair<Reply, uint64_t>> items;
   std::optional<Expected<Reply>> result;          // the end (a stream's: an empty Reply) or error
   bool done = false;                              // result set and callbacks run
   std::atomic<bool> ready{false};                 // == done, for Call::ready without the lock
