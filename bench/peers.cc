@@ -73,6 +73,10 @@ const char* peer_name(Peer p) {
   return "?";
 }
 
+CaseName case_name(const char* family, Peer p, std::vector<std::string> params, int64_t bytes) {
+  return {family, peer_name(p), std::move(params), int(p), -1, bytes};
+}
+
 Worker& worker(Transport t) {
   static std::map<Transport, std::unique_ptr<Worker>> workers;
   auto& w = workers[t];

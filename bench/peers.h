@@ -11,8 +11,11 @@
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
+#include <vector>
 
+#include "bench/case_names.h"
 #include "shmpool/client.h"
 #include "shmpool/worker.h"
 
@@ -22,6 +25,11 @@ namespace shmpool::bench {
 enum class Peer { shm, pipe_json, zmq };
 inline constexpr Peer kPeers[] = {Peer::shm, Peer::pipe_json, Peer::zmq};
 const char* peer_name(Peer p);
+
+// The name of `family`'s case over peer p: family/peer/params...; `bytes`
+// for the tables (case_names.h).
+CaseName case_name(const char* family, Peer p, std::vector<std::string> params = {},
+                   int64_t bytes = -1);
 
 inline constexpr uint32_t kPoolSize = 2;
 

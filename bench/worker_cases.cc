@@ -17,11 +17,6 @@ namespace {
 
 constexpr int64_t kCold = 1000;  // us a cold caller idles before each call
 
-CaseName case_name(const char* family, Peer p, std::vector<std::string> params = {},
-                   int64_t bytes = -1) {
-  return {family, peer_name(p), std::move(params), int(p), -1, bytes};
-}
-
 void ping(benchmark::State& state, Peer p, int64_t idle_us) {
   timed_calls(
       state, [&] { return call_worker(p, "ping"); }, pong, idle_us);
