@@ -69,6 +69,8 @@ const char* peer_name(Peer p) {
       return "pipe_json";
     case Peer::zmq:
       return "zmq";
+    case Peer::grpc:
+      return "grpc";
   }
   return "?";
 }

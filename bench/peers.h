@@ -22,7 +22,9 @@
 namespace shmpool::bench {
 
 // The transport a case runs over: its name is the peer part of a case's name.
-enum class Peer { shm, pipe_json, zmq };
+// kPeers: the three every worker and pool case runs over (call_worker,
+// call_pool); gRPC's cases make their own calls (grpc_peer.h).
+enum class Peer { shm, pipe_json, zmq, grpc };
 inline constexpr Peer kPeers[] = {Peer::shm, Peer::pipe_json, Peer::zmq};
 const char* peer_name(Peer p);
 

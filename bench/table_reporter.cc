@@ -133,21 +133,23 @@ void TableReporter::PrintTable(FILE* out) const {
   PrintRealTable(out);
   std::fprintf(out,
                "\n| case | shm p50 (us) | shm p99 (us) | pipe_json p50 (us) | pipe_json p99 (us) | "
-               "zmq p50 (us) | zmq p99 (us) | vs pipe_json | vs zmq |\n");
-  std::fprintf(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+               "zmq p50 (us) | zmq p99 (us) | grpc p50 (us) | grpc p99 (us) | vs pipe_json | "
+               "vs zmq | vs grpc |\n");
+  std::fprintf(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  auto cell = [](double v) {
+    return v > 0 ? std::to_string(v).substr(0, std::to_string(v).find('.') + 3) : std::string("-");
+  };
   for (const auto& key : order_) {
     const auto& m = rows_.at(key);
-    auto shm = m.find("shm"), pipe = m.find("pipe_json"), zmq = m.find("zmq");
+    auto shm = m.find("shm"), pipe = m.find("pipe_json");
     if (shm == m.end() || pipe == m.end() || shm->second.p50 == 0) continue;
-    const Row z = zmq == m.end() ? Row{} : zmq->second;
-    auto cell = [](double v) {
-      return v > 0 ? std::to_string(v).substr(0, std::to_string(v).find('.') + 3)
-                   : std::string("-");
-    };
-    std::fprintf(out, "| %s | %.2f | %.2f | %.2f | %.2f | %s | %s | %.1fx | %s |\n", key.c_str(),
-                 shm->second.p50, shm->second.p99, pipe->second.p50, pipe->second.p99,
-                 cell(z.p50).c_str(), cell(z.p99).c_str(), pipe->second.p50 / shm->second.p50,
-                 z.p50 > 0 ? (cell(z.p50 / shm->second.p50).substr(0, 5) + "x").c_str() : "-");
+    const double base = shm->second.p50;
+    const Row z = find_or(m, "zmq"), g = find_or(m, "grpc");
+    auto vs = [&](double p50) { return p50 > 0 ? cell(p50 / base).substr(0, 5) + "x" : "-"; };
+    std::fprintf(out, "| %s | %.2f | %.2f | %.2f | %.2f | %s | %s | %s | %s | %.1fx | %s | %s |\n",
+                 key.c_str(), base, shm->second.p99, pipe->second.p50, pipe->second.p99,
+                 cell(z.p50).c_str(), cell(z.p99).c_str(), cell(g.p50).c_str(), cell(g.p99).c_str(),
+                 pipe->second.p50 / base, vs(z.p50).c_str(), vs(g.p50).c_str());
   }
   bool header = false;
   for (const auto& key : order_) {
