@@ -9,7 +9,9 @@
 //   floor of a plain Python loop;
 // - pool cases (pool_cases.cc): pools of kPoolSize workers under 1/4/16
 //   caller threads, the served pool from another process, a bare checkout;
-// - worker start-up (worker_cases.cc).
+// - worker start-up (worker_cases.cc);
+// - async calls, streams and cancellation over shm (async_cases.cc);
+// - the same streams over gRPC and pipe-JSON (stream_cases.cc).
 #pragma once
 
 #include <cstdint>
@@ -21,7 +23,8 @@ void register_grpc_cases();
 void register_real_cases();
 void register_pool_cases();
 void register_startup_cases();
-void register_async_cases();  // async_cases.cc
+void register_async_cases();
+void register_stream_cases();
 
 // The payload sizes of BM_PayloadToPython and BM_PayloadEcho.
 inline constexpr int64_t kPayloadSizes[] = {64, 4096, 65536, 1 << 20};

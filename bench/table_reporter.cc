@@ -15,6 +15,12 @@ V find_or(const Map& m, const typename Map::key_type& k, V fallback = V{}) {
   return it == m.end() ? fallback : it->second;
 }
 
+// Streams and pipelined calls: their peers differ from case to case, so
+// their table has a line per case and peer.
+bool by_peer(const std::string& key) {
+  return key.rfind("BM_Stream", 0) == 0 || key.rfind("BM_Pipelined", 0) == 0;
+}
+
 }  // namespace
 
 bool TeeReporter::ReportContext(const Context& context) {
@@ -70,6 +76,8 @@ void TableReporter::ReportRuns(const std::vector<Run>& runs) {
                                              : r.time_unit == benchmark::kMillisecond ? 1000
                                                                                       : 0.001);
     row.items_per_s = counter("items_per_second");
+    row.bytes_per_s = counter("bytes_per_second");
+    row.first_item_us = counter("first_item_us");
     if (!rows_.count(key)) order_.push_back(key);
     rows_[key][transport] = row;
   }
@@ -127,6 +135,29 @@ void TableReporter::PrintBulkTable(FILE* out) const {
   }
 }
 
+void TableReporter::PrintStreamTable(FILE* out) const {
+  bool header = false;
+  auto cell = [](double v, const char* format) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, format, v);
+    return v > 0 ? std::string(buf) : std::string("-");
+  };
+  for (const auto& key : order_) {
+    if (!by_peer(key)) continue;
+    if (!header) {
+      std::fprintf(out,
+                   "\n| streams, pipelined calls | peer | items/s | MiB/s | first item p50 (us) "
+                   "|\n|---|---|---:|---:|---:|\n");
+      header = true;
+    }
+    for (const auto& [peer, row] : rows_.at(key))
+      std::fprintf(out, "| %s | %s | %s | %s | %s |\n", key.c_str(), peer.c_str(),
+                   cell(row.items_per_s, "%.0f").c_str(),
+                   cell(row.bytes_per_s / (1 << 20), "%.1f").c_str(),
+                   cell(row.first_item_us, "%.1f").c_str());
+  }
+}
+
 void TableReporter::PrintTable(FILE* out) const {
   if (rows_.empty() && bulk_.empty() && memcpy_p50_.empty() && real_.empty()) return;
   PrintBulkTable(out);
@@ -155,7 +186,7 @@ void TableReporter::PrintTable(FILE* out) const {
   for (const auto& key : order_) {
     const auto& m = rows_.at(key);
     auto shm = m.find("shm"), pipe = m.find("pipe_json"), zmq = m.find("zmq");
-    if (shm == m.end() || pipe == m.end() || shm->second.items_per_s == 0) continue;
+    if (shm == m.end() || pipe == m.end() || shm->second.items_per_s == 0 || by_peer(key)) continue;
     if (!header) {
       std::fprintf(
           out,
@@ -185,7 +216,7 @@ void TableReporter::PrintTable(FILE* out) const {
   for (const auto& key : order_) {
     const auto& m = rows_.at(key);
     for (const auto& [transport, row] : m) {
-      if (row.p50 != 0 || row.items_per_s != 0 || key == "BM_ClientPing") continue;
+      if (row.p50 != 0 || row.items_per_s != 0 || key == "BM_ClientPing" || by_peer(key)) continue;
       if (!header) {
         std::fprintf(out, "\n| other | mean |\n|---|---:|\n");
         header = true;
@@ -194,6 +225,7 @@ void TableReporter::PrintTable(FILE* out) const {
                    m.size() > 1 ? (" (" + transport + ")").c_str() : "", row.mean_us);
     }
   }
+  PrintStreamTable(out);
 }
 
 void TableReporter::PrintLoadTable(FILE* out, const std::vector<int>& levels,
