@@ -11,7 +11,9 @@
 //   caller threads, the served pool from another process, a bare checkout;
 // - worker start-up (worker_cases.cc);
 // - async calls, streams and cancellation over shm (async_cases.cc);
-// - the same streams over gRPC and pipe-JSON (stream_cases.cc).
+// - the same streams over gRPC and pipe-JSON (stream_cases.cc);
+// - pipelined pings from one thread (pipelined_cases.cc): 64 in flight
+//   over ZeroMQ and gRPC's asynchronous APIs, to 1 and 2 worker processes.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +27,7 @@ void register_pool_cases();
 void register_startup_cases();
 void register_async_cases();
 void register_stream_cases();
+void register_pipelined_cases();
 
 // The payload sizes of BM_PayloadToPython and BM_PayloadEcho.
 inline constexpr int64_t kPayloadSizes[] = {64, 4096, 65536, 1 << 20};

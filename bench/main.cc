@@ -215,6 +215,7 @@ int main(int argc, char** argv) {
   shmpool::bench::register_startup_cases();
   shmpool::bench::register_async_cases();
   shmpool::bench::register_stream_cases();
+  shmpool::bench::register_pipelined_cases();
   if (o.levels.empty()) {
     // JSON or CSV on stdout stays parseable: the tables go to stderr. (Google
     // Benchmark's CSV reporter stops when cases' counters differ: filter to
