@@ -34,11 +34,14 @@ GrpcServerProcess::GrpcServerProcess(int index) {
   const grpc::Status s = stub_->Ping(&ctx, pb::PingRequest(), &pong);
   if (!s.ok() || !pong.pong()) {
     std::fprintf(stderr, "gRPC peer: %s\n", s.ok() ? "no pong" : grpc_error(s).to_string().c_str());
+    stop();
     std::exit(1);
   }
 }
 
-GrpcServerProcess::~GrpcServerProcess() {
+GrpcServerProcess::~GrpcServerProcess() { stop(); }
+
+void GrpcServerProcess::stop() {
   stub_.reset();
   channel_.reset();
   ::kill(pid_, SIGTERM);

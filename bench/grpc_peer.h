@@ -34,6 +34,8 @@ class GrpcServerProcess {
   pb::BenchPeer::Stub& stub() { return *stub_; }
 
  private:
+  void stop();  // SIGTERM, reap, unlink the socket
+
   std::string path_;
   pid_t pid_ = 0;
   std::shared_ptr<grpc::Channel> channel_;
