@@ -5,7 +5,8 @@
 // first use (grpc_server), ready once a Ping answered, and stops when the
 // benchmark exits (SIGTERM, reaped, its socket unlinked); a benchmark that
 // dies takes it along (--owner-pid). A server that cannot start exits the
-// benchmark with a message. The stub may be called from any thread.
+// benchmark with a message. grpc_server() from the benchmark's main thread
+// (it starts servers); a server's stub from any thread.
 #pragma once
 
 #include <grpcpp/grpcpp.h>

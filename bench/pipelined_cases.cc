@@ -7,9 +7,9 @@
 //       each (grpc_pipeline.h): workers are processes for both peers
 // (BM_Pipelined/shm, over Pool::call_async, is in async_cases.cc.) calls/s
 // is items_per_second over real time: the replies that arrived while the
-// loop ran. Every reply is checked (a pong, of a call in flight);
-// a warm-up round (kInFlight calls out and back) is not timed, nor is the
-// peers' start.
+// loop ran. Every reply is checked (a pong, of a call in flight). Not
+// timed: the peers' start, a warm-up round (kInFlight calls out and back),
+// filling the pipeline before the loop and draining it after.
 #include <benchmark/benchmark.h>
 
 #include <string>
@@ -25,13 +25,15 @@ namespace {
 
 constexpr uint32_t kInFlight = 64;
 
-// Fills every slot, then waits for each reply: Status of the round.
+// Starts a call in every slot.
 template <class Pipeline>
 Status fill(Pipeline& p) {
   for (uint32_t s = 0; s < kInFlight; ++s)
     if (Status st = p.start(s); !st.ok()) return st;
   return {};
 }
+
+// Waits for the reply of every slot.
 template <class Pipeline>
 Status drain(Pipeline& p) {
   for (uint32_t s = 0; s < kInFlight; ++s)
