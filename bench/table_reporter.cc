@@ -15,6 +15,13 @@ V find_or(const Map& m, const typename Map::key_type& k, V fallback = V{}) {
   return it == m.end() ? fallback : it->second;
 }
 
+// v with `format`, or "-" when there is none.
+std::string cell(double v, const char* format = "%.2f") {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, format, v);
+  return v > 0 ? std::string(buf) : std::string("-");
+}
+
 // Streams and pipelined calls: their peers differ from case to case, so
 // their table has a line per case and peer.
 bool by_peer(const std::string& key) {
@@ -137,11 +144,6 @@ void TableReporter::PrintBulkTable(FILE* out) const {
 
 void TableReporter::PrintStreamTable(FILE* out) const {
   bool header = false;
-  auto cell = [](double v, const char* format) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, format, v);
-    return v > 0 ? std::string(buf) : std::string("-");
-  };
   for (const auto& key : order_) {
     if (!by_peer(key)) continue;
     if (!header) {
@@ -167,20 +169,20 @@ void TableReporter::PrintTable(FILE* out) const {
                "zmq p50 (us) | zmq p99 (us) | grpc p50 (us) | grpc p99 (us) | vs pipe_json | "
                "vs zmq | vs grpc |\n");
   std::fprintf(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-  auto cell = [](double v) {
-    return v > 0 ? std::to_string(v).substr(0, std::to_string(v).find('.') + 3) : std::string("-");
-  };
+  // A row per case run over any of the peers; "-" where a peer did not run it.
   for (const auto& key : order_) {
     const auto& m = rows_.at(key);
-    auto shm = m.find("shm"), pipe = m.find("pipe_json");
-    if (shm == m.end() || pipe == m.end() || shm->second.p50 == 0) continue;
-    const double base = shm->second.p50;
-    const Row z = find_or(m, "zmq"), g = find_or(m, "grpc");
-    auto vs = [&](double p50) { return p50 > 0 ? cell(p50 / base).substr(0, 5) + "x" : "-"; };
-    std::fprintf(out, "| %s | %.2f | %.2f | %.2f | %.2f | %s | %s | %s | %s | %.1fx | %s | %s |\n",
-                 key.c_str(), base, shm->second.p99, pipe->second.p50, pipe->second.p99,
-                 cell(z.p50).c_str(), cell(z.p99).c_str(), cell(g.p50).c_str(), cell(g.p99).c_str(),
-                 pipe->second.p50 / base, vs(z.p50).c_str(), vs(g.p50).c_str());
+    const Row shm = find_or(m, "shm"), pipe = find_or(m, "pipe_json"), zmq = find_or(m, "zmq"),
+              grpc = find_or(m, "grpc");
+    if (shm.p50 == 0 && pipe.p50 == 0 && zmq.p50 == 0 && grpc.p50 == 0) continue;
+    auto vs = [&](double p50, const char* format) {
+      return shm.p50 > 0 && p50 > 0 ? cell(p50 / shm.p50, format) + "x" : std::string("-");
+    };
+    std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+                 key.c_str(), cell(shm.p50).c_str(), cell(shm.p99).c_str(), cell(pipe.p50).c_str(),
+                 cell(pipe.p99).c_str(), cell(zmq.p50).c_str(), cell(zmq.p99).c_str(),
+                 cell(grpc.p50).c_str(), cell(grpc.p99).c_str(), vs(pipe.p50, "%.1f").c_str(),
+                 vs(zmq.p50, "%.2f").c_str(), vs(grpc.p50, "%.2f").c_str());
   }
   bool header = false;
   for (const auto& key : order_) {
@@ -230,11 +232,6 @@ void TableReporter::PrintTable(FILE* out) const {
 
 void TableReporter::PrintLoadTable(FILE* out, const std::vector<int>& levels,
                                    const std::vector<std::unique_ptr<TableReporter>>& runs) {
-  auto cell = [](double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.2f", v);
-    return v > 0 ? std::string(buf) : std::string("-");
-  };
   auto get = [](const TableReporter& t, const std::string& key, const char* transport) {
     return find_or(find_or(t.rows_, key), transport);
   };
