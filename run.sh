@@ -18,6 +18,7 @@ PACKAGES=(cmake ninja-build g++ pkg-config
   python3-dev python3-numpy python3-pytest python3-flatbuffers
   nlohmann-json3-dev libcli11-dev clang libclang-rt-14-dev
   libzmq3-dev cppzmq-dev python3-zmq python3-matplotlib
+  libgrpc++-dev protobuf-compiler protobuf-compiler-grpc python3-grpcio python3-protobuf
   dpkg-dev file)  # cpack -G DEB (dpkg-shlibdeps)
 BUILD_DIR=${SHMPOOL_BUILD_DIR:-build}
 PYTHON=/usr/bin/python3

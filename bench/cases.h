@@ -3,11 +3,17 @@
 // - worker cases (worker_cases.cc): one worker per transport, called from
 //   one thread: ping, small args, payloads to Python and echoed, hot and
 //   cold; bulk payloads three ways (BM_Bulk) beside the machine's memcpy;
+// - the gRPC peer's ping, small args and payload echo (grpc_cases.cc), rows
+//   of the worker cases' table;
 // - real workloads (real_cases.cc): rfft, sha256, zlib beside the compute
 //   floor of a plain Python loop;
 // - pool cases (pool_cases.cc): pools of kPoolSize workers under 1/4/16
 //   caller threads, the served pool from another process, a bare checkout;
-// - worker start-up (worker_cases.cc).
+// - worker start-up (worker_cases.cc);
+// - async calls, streams and cancellation over shm (async_cases.cc);
+// - the same streams over gRPC and pipe-JSON (stream_cases.cc);
+// - pipelined pings from one thread (pipelined_cases.cc): 64 in flight
+//   over ZeroMQ and gRPC's asynchronous APIs, to 1 and 2 worker processes.
 #pragma once
 
 #include <cstdint>
@@ -15,10 +21,16 @@
 namespace shmpool::bench {
 
 void register_worker_cases();
+void register_grpc_cases();
 void register_real_cases();
 void register_pool_cases();
 void register_startup_cases();
-void register_async_cases();  // async_cases.cc
+void register_async_cases();
+void register_stream_cases();
+void register_pipelined_cases();
+
+// The payload sizes of BM_PayloadToPython and BM_PayloadEcho.
+inline constexpr int64_t kPayloadSizes[] = {64, 4096, 65536, 1 << 20};
 
 // BM_Bulk: three ways to hand a payload over (the peer part of the name)...
 enum BulkMode { kInPlace = 0, kCopy = 1, kPipe = 2, kZmqBulk = 3 };

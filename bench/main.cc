@@ -56,9 +56,10 @@ std::vector<int> parse_levels(const std::string& list) {
   return levels;
 }
 
-// The cases the --load table compares (unless --benchmark_filter says otherwise).
+// The cases the --load table compares (unless --benchmark_filter says
+// otherwise): over shm and the peers of its table (not gRPC).
 constexpr const char* kLoadCases =
-    "--benchmark_filter=BM_Ping/|BM_PingCold/|BM_SmallArgs/|BM_PoolPing/|"
+    "--benchmark_filter=BM_(Ping|PingCold|SmallArgs)/(shm|pipe_json|zmq)/|BM_PoolPing/|"
     "BM_PoolThroughput/.*/threads:[14]$";
 
 // The headline cases of --demo.
@@ -208,10 +209,13 @@ int main(int argc, char** argv) {
   benchmark::Initialize(&n, args.data());
   add_machine_context();
   shmpool::bench::register_worker_cases();
+  shmpool::bench::register_grpc_cases();
   shmpool::bench::register_real_cases();
   shmpool::bench::register_pool_cases();
   shmpool::bench::register_startup_cases();
   shmpool::bench::register_async_cases();
+  shmpool::bench::register_stream_cases();
+  shmpool::bench::register_pipelined_cases();
   if (o.levels.empty()) {
     // JSON or CSV on stdout stays parseable: the tables go to stderr. (Google
     // Benchmark's CSV reporter stops when cases' counters differ: filter to

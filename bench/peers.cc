@@ -48,18 +48,22 @@ PipeJsonPool& pipe_pool() {
 // The ZeroMQ pool: kPoolSize worker processes; each calling thread has its
 // own REQ socket, to worker (thread index mod kPoolSize).
 ZmqCaller& zmq_pool_caller(int thread_index) {
-  static std::vector<std::unique_ptr<ZmqWorkerProcess>> workers = [] {
-    std::vector<std::unique_ptr<ZmqWorkerProcess>> w;
-    for (uint32_t i = 0; i < kPoolSize; ++i) w.push_back(std::make_unique<ZmqWorkerProcess>(1 + i));
-    return w;
-  }();
   thread_local std::unique_ptr<ZmqCaller> caller;
-  const std::string& endpoint = workers[size_t(thread_index) % kPoolSize]->endpoint();
+  const std::string& endpoint = zmq_pool_endpoint(uint32_t(thread_index) % kPoolSize);
   if (!caller || caller->endpoint() != endpoint) caller = std::make_unique<ZmqCaller>(endpoint);
   return *caller;
 }
 
 }  // namespace
+
+const std::string& zmq_pool_endpoint(uint32_t i) {
+  static std::vector<std::unique_ptr<ZmqWorkerProcess>> workers = [] {
+    std::vector<std::unique_ptr<ZmqWorkerProcess>> w;
+    for (uint32_t k = 0; k < kPoolSize; ++k) w.push_back(std::make_unique<ZmqWorkerProcess>(1 + k));
+    return w;
+  }();
+  return workers.at(i)->endpoint();
+}
 
 const char* peer_name(Peer p) {
   switch (p) {
@@ -69,8 +73,14 @@ const char* peer_name(Peer p) {
       return "pipe_json";
     case Peer::zmq:
       return "zmq";
+    case Peer::grpc:
+      return "grpc";
   }
   return "?";
+}
+
+CaseName case_name(const char* family, Peer p, std::vector<std::string> params, int64_t bytes) {
+  return {family, peer_name(p), std::move(params), int(p), -1, bytes};
 }
 
 Worker& worker(Transport t) {

@@ -93,10 +93,6 @@ void checkout_checkin(benchmark::State& state) {
   ipc::Segment::remove(name);
 }
 
-CaseName case_name(const char* family, Peer p, std::vector<std::string> params = {}) {
-  return {family, peer_name(p), std::move(params), int(p), -1, -1};
-}
-
 }  // namespace
 
 void register_pool_cases() {

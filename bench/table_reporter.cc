@@ -15,6 +15,19 @@ V find_or(const Map& m, const typename Map::key_type& k, V fallback = V{}) {
   return it == m.end() ? fallback : it->second;
 }
 
+// v with `format`, or "-" when there is none.
+std::string cell(double v, const char* format = "%.2f") {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, format, v);
+  return v > 0 ? std::string(buf) : std::string("-");
+}
+
+// Streams and pipelined calls: their peers differ from case to case, so
+// their table has a line per case and peer.
+bool by_peer(const std::string& key) {
+  return key.rfind("BM_Stream", 0) == 0 || key.rfind("BM_Pipelined", 0) == 0;
+}
+
 }  // namespace
 
 bool TeeReporter::ReportContext(const Context& context) {
@@ -70,6 +83,8 @@ void TableReporter::ReportRuns(const std::vector<Run>& runs) {
                                              : r.time_unit == benchmark::kMillisecond ? 1000
                                                                                       : 0.001);
     row.items_per_s = counter("items_per_second");
+    row.bytes_per_s = counter("bytes_per_second");
+    row.first_item_us = counter("first_item_us");
     if (!rows_.count(key)) order_.push_back(key);
     rows_[key][transport] = row;
   }
@@ -127,33 +142,53 @@ void TableReporter::PrintBulkTable(FILE* out) const {
   }
 }
 
+void TableReporter::PrintStreamTable(FILE* out) const {
+  bool header = false;
+  for (const auto& key : order_) {
+    if (!by_peer(key)) continue;
+    if (!header) {
+      std::fprintf(out,
+                   "\n| streams, pipelined calls | peer | items/s | MiB/s | first item p50 (us) "
+                   "|\n|---|---|---:|---:|---:|\n");
+      header = true;
+    }
+    for (const auto& [peer, row] : rows_.at(key))
+      std::fprintf(out, "| %s | %s | %s | %s | %s |\n", key.c_str(), peer.c_str(),
+                   cell(row.items_per_s, "%.0f").c_str(),
+                   cell(row.bytes_per_s / (1 << 20), "%.1f").c_str(),
+                   cell(row.first_item_us, "%.1f").c_str());
+  }
+}
+
 void TableReporter::PrintTable(FILE* out) const {
   if (rows_.empty() && bulk_.empty() && memcpy_p50_.empty() && real_.empty()) return;
   PrintBulkTable(out);
   PrintRealTable(out);
   std::fprintf(out,
                "\n| case | shm p50 (us) | shm p99 (us) | pipe_json p50 (us) | pipe_json p99 (us) | "
-               "zmq p50 (us) | zmq p99 (us) | vs pipe_json | vs zmq |\n");
-  std::fprintf(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+               "zmq p50 (us) | zmq p99 (us) | grpc p50 (us) | grpc p99 (us) | vs pipe_json | "
+               "vs zmq | vs grpc |\n");
+  std::fprintf(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+  // A row per case run over any of the peers; "-" where a peer did not run it.
   for (const auto& key : order_) {
     const auto& m = rows_.at(key);
-    auto shm = m.find("shm"), pipe = m.find("pipe_json"), zmq = m.find("zmq");
-    if (shm == m.end() || pipe == m.end() || shm->second.p50 == 0) continue;
-    const Row z = zmq == m.end() ? Row{} : zmq->second;
-    auto cell = [](double v) {
-      return v > 0 ? std::to_string(v).substr(0, std::to_string(v).find('.') + 3)
-                   : std::string("-");
+    const Row shm = find_or(m, "shm"), pipe = find_or(m, "pipe_json"), zmq = find_or(m, "zmq"),
+              grpc = find_or(m, "grpc");
+    if (shm.p50 == 0 && pipe.p50 == 0 && zmq.p50 == 0 && grpc.p50 == 0) continue;
+    auto vs = [&](double p50, const char* format) {
+      return shm.p50 > 0 && p50 > 0 ? cell(p50 / shm.p50, format) + "x" : std::string("-");
     };
-    std::fprintf(out, "| %s | %.2f | %.2f | %.2f | %.2f | %s | %s | %.1fx | %s |\n", key.c_str(),
-                 shm->second.p50, shm->second.p99, pipe->second.p50, pipe->second.p99,
-                 cell(z.p50).c_str(), cell(z.p99).c_str(), pipe->second.p50 / shm->second.p50,
-                 z.p50 > 0 ? (cell(z.p50 / shm->second.p50).substr(0, 5) + "x").c_str() : "-");
+    std::fprintf(out, "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n",
+                 key.c_str(), cell(shm.p50).c_str(), cell(shm.p99).c_str(), cell(pipe.p50).c_str(),
+                 cell(pipe.p99).c_str(), cell(zmq.p50).c_str(), cell(zmq.p99).c_str(),
+                 cell(grpc.p50).c_str(), cell(grpc.p99).c_str(), vs(pipe.p50, "%.1f").c_str(),
+                 vs(zmq.p50, "%.2f").c_str(), vs(grpc.p50, "%.2f").c_str());
   }
   bool header = false;
   for (const auto& key : order_) {
     const auto& m = rows_.at(key);
     auto shm = m.find("shm"), pipe = m.find("pipe_json"), zmq = m.find("zmq");
-    if (shm == m.end() || pipe == m.end() || shm->second.items_per_s == 0) continue;
+    if (shm == m.end() || pipe == m.end() || shm->second.items_per_s == 0 || by_peer(key)) continue;
     if (!header) {
       std::fprintf(
           out,
@@ -183,7 +218,7 @@ void TableReporter::PrintTable(FILE* out) const {
   for (const auto& key : order_) {
     const auto& m = rows_.at(key);
     for (const auto& [transport, row] : m) {
-      if (row.p50 != 0 || row.items_per_s != 0 || key == "BM_ClientPing") continue;
+      if (row.p50 != 0 || row.items_per_s != 0 || key == "BM_ClientPing" || by_peer(key)) continue;
       if (!header) {
         std::fprintf(out, "\n| other | mean |\n|---|---:|\n");
         header = true;
@@ -192,15 +227,11 @@ void TableReporter::PrintTable(FILE* out) const {
                    m.size() > 1 ? (" (" + transport + ")").c_str() : "", row.mean_us);
     }
   }
+  PrintStreamTable(out);
 }
 
 void TableReporter::PrintLoadTable(FILE* out, const std::vector<int>& levels,
                                    const std::vector<std::unique_ptr<TableReporter>>& runs) {
-  auto cell = [](double v) {
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "%.2f", v);
-    return v > 0 ? std::string(buf) : std::string("-");
-  };
   auto get = [](const TableReporter& t, const std::string& key, const char* transport) {
     return find_or(find_or(t.rows_, key), transport);
   };

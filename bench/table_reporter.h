@@ -1,7 +1,8 @@
 // The comparison tables printed after a run (Markdown, as the README shows
-// them): shm against pipe-JSON and ZeroMQ per case, bulk payloads against
-// memcpy, real workloads against their compute floor, pool calls/s, the
-// served pool against the owner's, and one table across the --load levels.
+// them): shm against pipe-JSON, ZeroMQ and gRPC per case, bulk payloads
+// against memcpy, real workloads against their compute floor, pool calls/s,
+// the served pool against the owner's, streams and pipelined calls per
+// peer, and one table across the --load levels.
 //
 // TableReporter only collects: it reports nothing itself, so it runs beside
 // the display Google Benchmark's --benchmark_format asks for (TeeReporter),
@@ -50,9 +51,10 @@ class TableReporter : public benchmark::BenchmarkReporter {
  private:
   void PrintBulkTable(FILE* out) const;
   void PrintRealTable(FILE* out) const;
+  void PrintStreamTable(FILE* out) const;
 
   struct Row {
-    double p50 = 0, p99 = 0, mean_us = 0, items_per_s = 0;
+    double p50 = 0, p99 = 0, mean_us = 0, items_per_s = 0, bytes_per_s = 0, first_item_us = 0;
   };
   std::map<std::string, std::map<std::string, Row>> rows_;  // case -> transport -> row
   std::vector<std::string> order_;

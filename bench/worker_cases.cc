@@ -17,11 +17,6 @@ namespace {
 
 constexpr int64_t kCold = 1000;  // us a cold caller idles before each call
 
-CaseName case_name(const char* family, Peer p, std::vector<std::string> params = {},
-                   int64_t bytes = -1) {
-  return {family, peer_name(p), std::move(params), int(p), -1, bytes};
-}
-
 void ping(benchmark::State& state, Peer p, int64_t idle_us) {
   timed_calls(
       state, [&] { return call_worker(p, "ping"); }, pong, idle_us);
@@ -147,8 +142,7 @@ void register_worker_cases() {
     add_case(case_name("BM_SmallArgsCold", p), [p](auto& s) { small_args(s, p, kCold); })
         ->UseManualTime()
         ->Iterations(300);
-  const int64_t sizes[] = {64, 4096, 65536, 1 << 20};
-  for (int64_t n : sizes)
+  for (int64_t n : kPayloadSizes)
     for (Peer p : kPeers)
       add_case(case_name("BM_PayloadToPython", p, {size_label(n)}, n), [p, n](auto& s) {
         payload_to_python(s, p, size_t(n), 0);
@@ -160,7 +154,7 @@ void register_worker_cases() {
                [p, n](auto& s) { payload_to_python(s, p, size_t(n), kCold); })
           ->UseManualTime()
           ->Iterations(30);
-  for (int64_t n : sizes)
+  for (int64_t n : kPayloadSizes)
     for (Peer p : kPeers)
       add_case(case_name("BM_PayloadEcho", p, {size_label(n)}, n), [p, n](auto& s) {
         payload_echo(s, p, size_t(n));

@@ -17,6 +17,18 @@
 
 namespace shmpool::bench {
 
+// The benchmark's one ZeroMQ context.
+zmq::context_t& zmq_context();
+
+// The envelope of request `id` (the FlatBuffers Request the worker's native
+// core decodes), built in `fbb`.
+void encode_request(flatbuffers::FlatBufferBuilder& fbb, uint64_t id, std::string_view command,
+                    const Args& args);
+
+// A reply envelope, verified and decoded (a handler's error is an Error);
+// the Reply's payload is `payload` (the reply's second part, or empty).
+Expected<Reply> decode_reply(const zmq::message_t& envelope, std::span<const uint8_t> payload);
+
 // One REQ socket to a ZeroMQ worker; one thread at a time.
 class ZmqCaller {
  public:
