@@ -5,7 +5,7 @@
 //   BM_StreamChunks/shm/1MiB                 a generator of 1 MiB numpy chunks
 //   BM_CancelLatency/shm/cooperative|kill    cancel() of a running handler until its
 //                                            worker is idle again (kill: replaced)
-// The peers' cases of the same names are in the gRPC and ZeroMQ files.
+// The peers' cases of the same names are in stream_cases.cc and pipelined_cases.cc.
 #include <benchmark/benchmark.h>
 
 #include <algorithm>

@@ -15,9 +15,9 @@ bool Call::ready() const { return op_ && op_->ready.load(std::memory_order_acqui
 Expected<Reply>& Call::wait() & { return wait_result(); }
 
 Expected<Reply>& Call::wait_result() {
-  if (!op_->ready.load(std::memory_order_acquire)) {
-    if (auto engine = engine_of(*op_)) engine->await(*op_, 0);
-  }
+  // Once ready, the result no longer changes: no lock.
+  if (op_->ready.load(std::memory_order_acquire)) return *op_->result;
+  if (auto engine = engine_of(*op_)) engine->await(*op_, 0);
   std::unique_lock lock(op_->m);
   op_->cv.wait(lock, [&] { return op_->done; });
   return *op_->result;
