@@ -404,9 +404,14 @@ void AsyncEngine::run_completions() {
   policy.budget = &budget_;
   std::unique_lock lock(m_);
   std::vector<const ShmChannel*> watch;
+  uint64_t drives_seen = 0;
   while (!stopping_) {
-    if (drivers_.load(std::memory_order_acquire) > 0) {
-      // A caller reads the replies (await): stand by until it leaves.
+    const uint64_t drives = drives_.load(std::memory_order_acquire);
+    if (drivers_.load(std::memory_order_acquire) > 0 || drives != drives_seen) {
+      // Callers read the replies (await), or did within the last slice:
+      // stand by. Taking over between two of a caller's waits would only
+      // wake this thread for every reply and contend for the lock.
+      drives_seen = drives;
       standby_cv_.wait_for(lock, std::chrono::milliseconds(1), [&] { return stopping_; });
       continue;
     }
@@ -455,6 +460,7 @@ bool AsyncEngine::await(AsyncOp& op, int64_t deadline_ns) {
   };
   if (there()) return true;
   drivers_.fetch_add(1, std::memory_order_acq_rel);
+  drives_.fetch_add(1, std::memory_order_relaxed);
   // Leaving does not wake the completion thread: a caller that drives
   // usually comes back at once (the next wait), and each wake-up costs
   // both a switch. It looks again within its standby slice.

@@ -165,7 +165,8 @@ class AsyncEngine {
   std::optional<Error> stopped_;  // why, once stopped: later submissions fail with it
   std::thread completer_, checkouter_;
   std::atomic<bool> kicked_{false};
-  std::atomic<int> drivers_{0};              // callers in await(): the completion thread stands down
+  std::atomic<int> drivers_{0};              // callers in await(): the completion thread stands by
+  std::atomic<uint64_t> drives_{0};          // await() calls so far (recent drivers: it stays by)
   std::atomic<bool> stop_flag_{false};       // == stopping_, for waits without the lock
   std::condition_variable standby_cv_;       // the completion thread waits here while callers drive
   ipc::Doorbell* bell_;        // the process's completion bell in the segment, or local_bell_
