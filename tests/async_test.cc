@@ -43,6 +43,20 @@ size_t count_lines(test::LogWatch& log, const std::string& prefix) {
                               [&](const std::string& l) { return l.rfind(prefix, 0) == 0; }));
 }
 
+// Every item's "i" and the stream's error, if it failed.
+std::pair<std::vector<int64_t>, std::optional<Error>> drain(Stream& s) {
+  std::vector<int64_t> items;
+  std::optional<Error> error;
+  for (Expected<Reply>& item : s) {
+    if (item.ok()) {
+      items.push_back(item_i(*item));
+    } else {
+      error = item.error();
+    }
+  }
+  return {items, error};
+}
+
 uint64_t restarts(const Pool& pool) {
   uint64_t n = 0;
   for (auto& w : pool.status().workers) n += w.restarts;
@@ -173,15 +187,7 @@ TEST_F(AsyncTest, AHandlerExceptionMidStreamArrivesAfterTheItemsSent) {
   auto pool = start(config("stream-fail", 1));
   ASSERT_TRUE(pool);
   Stream s = pool->stream({}, "count_stream", n_args(10, "", 5));
-  std::vector<int64_t> items;
-  std::optional<Error> error;
-  for (Expected<Reply>& item : s) {
-    if (item.ok()) {
-      items.push_back(item_i(*item));
-    } else {
-      error = item.error();
-    }
-  }
+  auto [items, error] = drain(s);
   EXPECT_EQ(items, (std::vector<int64_t>{0, 1, 2, 3, 4}));
   ASSERT_TRUE(error);
   EXPECT_EQ(error->category, Category::handler_error);
@@ -191,9 +197,7 @@ TEST_F(AsyncTest, AHandlerExceptionMidStreamArrivesAfterTheItemsSent) {
 
 TEST_F(AsyncTest, ASlowConsumerHoldsTheGeneratorWithinItsWindow) {
   test::LogWatch log;
-  auto c = config("stream-slow", 1);
-  c.log = log.callback();
-  auto pool = start(std::move(c));
+  auto pool = test::start_one_worker("stream-slow", log);
   ASSERT_TRUE(pool);
   ExecOptions o;
   o.stream_window_items = 4;
@@ -245,9 +249,7 @@ TEST_F(AsyncTest, ItemBytesInFlightStayUnderTheWindowAndComeThroughTheArena) {
 
 TEST_F(AsyncTest, AnAbandonedStreamClosesItsGeneratorAndFreesItsWorkerAndBlocks) {
   test::LogWatch log;
-  auto c = config("stream-drop", 1);
-  c.log = log.callback();
-  auto pool = start(std::move(c));
+  auto pool = test::start_one_worker("stream-drop", log);
   ASSERT_TRUE(pool);
   {
     ExecOptions o;
@@ -273,9 +275,7 @@ TEST_F(AsyncTest, AnAbandonedStreamClosesItsGeneratorAndFreesItsWorkerAndBlocks)
 
 TEST_F(AsyncTest, ACallCancelledBeforeItsWorkerStartsItNeverRuns) {
   test::LogWatch log;
-  auto c = config("cancel-queued", 1);
-  c.log = log.callback();
-  auto pool = start(std::move(c));
+  auto pool = test::start_one_worker("cancel-queued", log);
   ASSERT_TRUE(pool);
   test::Gate gate("cancel-queued");
   Call first = pool->call_async({}, "wait_at_gate", gate.args());
@@ -298,9 +298,7 @@ TEST_F(AsyncTest, ACallCancelledBeforeItsWorkerStartsItNeverRuns) {
 // async calls made after it; an async call still queued is cancelled at once.
 TEST_F(AsyncTest, AQueuedSynchronousCallerKeepsItsTurnAndQueuedAsyncCallsCancelAtOnce) {
   test::LogWatch log;
-  auto c = config("async-fair", 1);
-  c.log = log.callback();
-  auto pool = start(std::move(c));
+  auto pool = test::start_one_worker("async-fair", log);
   ASSERT_TRUE(pool);
   test::Gate gate("async-fair");
   Call blocker = pool->call_async({}, "wait_at_gate", gate.args());
@@ -333,9 +331,7 @@ TEST_F(AsyncTest, AQueuedSynchronousCallerKeepsItsTurnAndQueuedAsyncCallsCancelA
 
 TEST_F(AsyncTest, ACooperativeHandlerSeesCtxCancelledAndItsWorkerStays) {
   test::LogWatch log;
-  auto c = config("cancel-coop", 1);
-  c.log = log.callback();
-  auto pool = start(std::move(c));
+  auto pool = test::start_one_worker("cancel-coop", log);
   ASSERT_TRUE(pool);
   ExecOptions o;
   o.cancel_grace = std::chrono::seconds(60);  // it must stop by itself
@@ -383,15 +379,7 @@ TEST_F(AsyncTest, AWorkerCrashMidStreamEndsItAfterTheItemsSent) {
   auto pool = start(config("stream-crash", 1));
   ASSERT_TRUE(pool);
   Stream s = pool->stream({}, "crash_stream", n_args(3));
-  std::vector<int64_t> items;
-  std::optional<Error> error;
-  for (Expected<Reply>& item : s) {
-    if (item.ok()) {
-      items.push_back(item_i(*item));
-    } else {
-      error = item.error();
-    }
-  }
+  auto [items, error] = drain(s);
   EXPECT_EQ(items, (std::vector<int64_t>{0, 1, 2}));
   ASSERT_TRUE(error);
   EXPECT_EQ(error->category, Category::worker_error);
@@ -415,9 +403,7 @@ TEST_F(AsyncTest, CallsBehindACrashedCallRunOnAnotherWorker) {
 
 TEST_F(AsyncTest, ShutdownEndsCallsAndStreamsInFlight) {
   test::LogWatch log;
-  auto c = config("async-shutdown", 1);
-  c.log = log.callback();
-  auto pool = start(std::move(c));
+  auto pool = test::start_one_worker("async-shutdown", log);
   ASSERT_TRUE(pool);
   Call blocked = pool->call_async({}, "ignore_cancel");
   ASSERT_TRUE(log.wait_for_line("RUNNING"));
