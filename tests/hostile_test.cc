@@ -6,8 +6,11 @@
 // and must replace the worker.
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 
+#include "ipc/wait.h"
+#include "shmpool/call.h"
 #include "shmpool/pool.h"
 #include "tests/process_support.h"
 #include "tests/test_support.h"
@@ -56,6 +59,46 @@ INSTANTIATE_TEST_SUITE_P(Attacks, HostileWorkerTest,
                                            "truncated_envelope", "huge_body_length",
                                            "envelope_outside_body", "random_header",
                                            "pad_beyond_ring", "scribbled_tail"));
+
+// A worker that sends stream items past the caller's window: the host keeps
+// no more than the window (memory does not grow with what a worker sends),
+// ends the stream with protocol_error and replaces the worker.
+TEST_F(HostileWorkerSlotTest, AWorkerFloodingAStreamPastItsWindowIsReplaced) {
+  test::EventLog events;
+  PoolConfig c;
+  c.name = "hostile-flood-" + std::to_string(::getpid());
+  c.size = 1;
+  c.max_overflow = 0;
+  c.python = SHMPOOL_HOSTILE_WORKER;
+  c.handler_modules = {"stream_flood"};
+  c.on_event = events.callback();
+  auto pool = Pool::start(c);
+  ASSERT_TRUE(pool.ok()) << pool.error().to_string();
+  ASSERT_TRUE(events.wait_for(PoolEvent::Kind::worker_started));
+  ExecOptions o;
+  o.stream_window_items = 4;
+  Stream s = (*pool)->stream("victim", "ping", empty_args(), o);
+  // Nothing is taken until the stream has failed: the host must stop
+  // buffering at the window by itself.
+  ipc::Doorbell never;
+  ipc::wait_until(
+      never, [&] { return (*pool)->status().errors_by_category.at("protocol_error") > 0; },
+      ipc::monotonic_ns() + 20'000'000'000, ipc::WaitPolicy{ipc::WaitStrategy::spin, 0});
+  int items = 0;
+  std::optional<Error> end;
+  for (Expected<Reply>& item : s) {
+    if (item.ok()) {
+      ++items;
+    } else {
+      end = item.error();
+    }
+  }
+  EXPECT_LE(items, 4);
+  ASSERT_TRUE(end);
+  EXPECT_EQ(end->category, Category::protocol_error) << end->to_string();
+  EXPECT_EQ(end->type, "stream_window_exceeded");
+  EXPECT_TRUE(events.wait_for(PoolEvent::Kind::worker_restarted)) << "never replaced";
+}
 
 TEST_F(HostileWorkerSlotTest, AWorkerScribblingOnItsSlotStateIsReplaced) {
   // The reply itself is well formed, so the call may succeed; the slot's

@@ -6,7 +6,8 @@
 //
 // Modes: garbage_envelope, wrong_id, payload_out_of_range, truncated_envelope,
 // huge_body_length, envelope_outside_body, random_header, head_beyond_ring,
-// scribbled_tail, scribbled_slot_state.
+// scribbled_tail, scribbled_slot_state, stream_flood (stream items past the
+// caller's window).
 #include <unistd.h>
 
 #include <cstdio>
@@ -33,7 +34,8 @@ std::string arg_after(int argc, char** argv, const char* flag) {
 }
 
 // A finished Response envelope.
-std::vector<uint8_t> response(uint64_t id, bool with_result, schema::PayloadRef* ref = nullptr) {
+std::vector<uint8_t> response(uint64_t id, bool with_result, schema::PayloadRef* ref = nullptr,
+                              bool more = false) {
   flatbuffers::FlatBufferBuilder fbb;
   flatbuffers::Offset<flatbuffers::Vector<uint8_t>> result;
   if (with_result) {
@@ -50,6 +52,7 @@ std::vector<uint8_t> response(uint64_t id, bool with_result, schema::PayloadRef*
   rb.add_status(schema::Status::Ok);
   if (!result.IsNull()) rb.add_result(result);
   if (ref) rb.add_payload(ref);
+  if (more) rb.add_more(true);
   fbb.Finish(rb.Finish());
   return {fbb.GetBufferPointer(), fbb.GetBufferPointer() + fbb.GetSize()};
 }
@@ -153,6 +156,9 @@ int main(int argc, char** argv) {
     ipc::RingControl* ctl = responses.control();
     ctl->tail.store(ctl->tail.load() + 13, std::memory_order_release);
     send(responses, response(id, true));
+  } else if (mode == "stream_flood") {
+    // Items for as long as the ring takes them, whatever the window says.
+    for (int k = 0; k < 1000; ++k) send(responses, response(id, true, nullptr, true));
   } else {
     std::fprintf(stderr, "hostile_worker: unknown mode %s\n", mode.c_str());
     return 2;

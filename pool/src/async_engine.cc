@@ -179,6 +179,7 @@ bool AsyncEngine::cancel(AsyncOp& op) {
       {
         std::lock_guard op_lock(op.m);
         op.items.clear();  // dropped: their blocks go back to the arena
+        op.items_bytes = 0;
         op.items_ready.store(0, std::memory_order_release);
       }
       kick();  // the completion thread's next deadline changed
@@ -216,7 +217,21 @@ void AsyncEngine::harvest(Pipeline& p, int64_t now, Done& done) {
       }
       op.deadline = now + ms_to_ns(op.op_timeout);
       if (op.cancel_requested) continue;  // dropped (the worker stops at its next item)
-      std::lock_guard op_lock(op.m);
+      std::unique_lock op_lock(op.m);
+      // A worker sends an item only while the window has room, so what is
+      // here untaken stays under it; more is a broken (or hostile) worker,
+      // and what a worker sends never grows this process's memory.
+      if (op.items.size() >= std::max<uint32_t>(1, op.opt.stream_window_items) ||
+          (!op.items.empty() && op.items_bytes >= op.opt.stream_window_bytes)) {
+        op_lock.unlock();
+        finish_front(p,
+                     make_error(Category::protocol_error, "stream_window_exceeded",
+                                "the worker sent stream items past the caller's window")
+                         .with("window_items", std::to_string(op.opt.stream_window_items)),
+                     true, now, done);
+        return;
+      }
+      op.items_bytes += got->item_bytes;
       op.items.emplace_back(std::move(got->reply.value()), got->item_bytes);
       op.items_ready.store(uint32_t(op.items.size()), std::memory_order_release);
       op.cv.notify_all();

@@ -83,6 +83,7 @@ struct AsyncOp {
   std::condition_variable cv;
   // A stream's items not taken yet, with their bytes (a list: nothing allocated for a call).
   std::list<std::pair<Reply, uint64_t>> items;
+  uint64_t items_bytes = 0;  // their bytes
   std::optional<Expected<Reply>> result;          // the end (a stream's: an empty Reply) or error
   bool done = false;                              // result set and callbacks run
   std::atomic<bool> ready{false};                 // == done, for Call::ready without the lock

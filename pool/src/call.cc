@@ -72,6 +72,7 @@ Expected<std::optional<Reply>> Stream::next(std::optional<std::chrono::milliseco
   if (!op_->items.empty()) {
     auto [reply, bytes] = std::move(op_->items.front());
     op_->items.pop_front();
+    op_->items_bytes -= bytes;
     op_->items_ready.store(uint32_t(op_->items.size()), std::memory_order_release);
     lock.unlock();
     if (auto engine = engine_of(*op_)) engine->took(*op_, bytes);
