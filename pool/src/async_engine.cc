@@ -367,7 +367,7 @@ void AsyncEngine::finish(AsyncOp& op, Expected<Reply> r, Done& done,
   done.ops.push_back(ref);
 }
 
-void AsyncEngine::deliver(Done& done) {
+void AsyncEngine::deliver(Done& done, bool from_driver) {
   for (auto& op : done.ops) {
     // The callback sees the result first; then waiters do.
     if (op->on_complete) {
@@ -379,11 +379,14 @@ void AsyncEngine::deliver(Done& done) {
     std::lock_guard op_lock(op->m);
     if (op->consume) op->consume(std::move(*op->result));
     op->done = true;
-    op->ready.store(true, std::memory_order_release);
+    op->ready.store(true, std::memory_order_seq_cst);  // before drivers_ is read below
     op->cv.notify_all();
   }
   if (done.ops.empty() && !done.items) return;
-  bell_->ring();  // callers driving in await() for one of these
+  // Other callers driving in await() may sleep on the bell for one of
+  // these (a caller that sleeps is counted in drivers_ first). Without
+  // them, no ring: the bell's line stays with the workers that ring it.
+  if (drivers_.load(std::memory_order_seq_cst) > (from_driver ? 1 : 0)) bell_->ring();
   if (const int fd = event_fd_.load(std::memory_order_acquire); fd >= 0) {
     const uint64_t one = 1;
     (void)!::write(fd, &one, sizeof one);
@@ -474,7 +477,7 @@ bool AsyncEngine::await(AsyncOp& op, int64_t deadline_ns) {
            op.items_ready.load(std::memory_order_acquire) > 0;
   };
   if (there()) return true;
-  drivers_.fetch_add(1, std::memory_order_acq_rel);
+  drivers_.fetch_add(1, std::memory_order_seq_cst);  // before `op` is looked at again
   drives_.fetch_add(1, std::memory_order_relaxed);
   // Leaving does not wake the completion thread: a caller that drives
   // usually comes back at once (the next wait), and each wake-up costs
@@ -495,7 +498,7 @@ bool AsyncEngine::await(AsyncOp& op, int64_t deadline_ns) {
       collect(now, done, &watch);
       until = next_deadline(now);
     }
-    deliver(done);
+    deliver(done, /*from_driver=*/true);
     if (there()) return true;
     if (deadline_ns != 0) {
       if (ipc::monotonic_ns() >= deadline_ns) return false;

@@ -148,7 +148,8 @@ class AsyncEngine {
   void drop_released_pipelines();
   // Stores the result (the op leaves the engine); deliver() makes it seen.
   void finish(AsyncOp& op, Expected<Reply> r, Done& done, const std::shared_ptr<AsyncOp>& ref);
-  void deliver(Done& done);
+  // `from_driver`: called by a caller in await() (it needs no ring itself).
+  void deliver(Done& done, bool from_driver = false);
   void kick();
   int64_t next_deadline(int64_t now) const;
   void run_completions();

@@ -135,10 +135,15 @@ Expected<Reply> CallPath::settle(SlotLease& lease, std::string_view session_id,
 
 // ---- async calls and streams (async_engine.h) ----
 
-std::shared_ptr<AsyncEngine> CallPath::engine() {
+AsyncEngine* CallPath::engine() {
+  if (AsyncEngine* e = engine_ptr_.load(std::memory_order_acquire)) return e;
   std::lock_guard lock(async_m_);
-  if (!async_ && !async_stopped_) async_ = std::make_shared<AsyncEngine>(*this);
-  return async_;
+  if (!async_ && !async_stopped_) {
+    async_ = std::make_shared<AsyncEngine>(*this);
+    engine_weak_ = async_;
+    engine_ptr_.store(async_.get(), std::memory_order_release);  // publishes engine_weak_
+  }
+  return async_.get();
 }
 
 namespace {
@@ -163,7 +168,7 @@ std::shared_ptr<AsyncOp> CallPath::start_async(std::shared_ptr<AsyncOp> op,
   if (auto refused = admit(session_id)) return failed_op(std::move(op), std::move(*refused));
   op->session = std::string(session_id);
   op->command = std::string(command);
-  op->args = args;
+  if (args.data() != empty_args().data()) op->args = args;  // (empty: sent as no args)
   op->opt = opt;
   // A payload in one of our arena blocks is read in place (the caller keeps
   // the PayloadBuffer alive); any other is copied now.
@@ -176,13 +181,13 @@ std::shared_ptr<AsyncOp> CallPath::start_async(std::shared_ptr<AsyncOp> op,
   op->checkout_timeout = opt.checkout_timeout.value_or(settings_.checkout_timeout);
   op->op_timeout = opt.operation_timeout.value_or(settings_.operation_timeout);
   op->cancel_grace = opt.cancel_grace.value_or(settings_.cancel_grace);
-  auto engine = this->engine();
-  if (!engine) {
+  AsyncEngine* engine = this->engine();
+  if (!engine) {  // stopped before any async call: there is no engine to say so
     std::lock_guard lock(async_m_);
     return failed_op(std::move(op), with_context(*async_stopped_, session_id));
   }
-  op->engine = engine;
-  engine->submit(op);
+  op->engine = engine_weak_;
+  engine->submit(op);  // a stopped engine fails it with the reason
   return op;
 }
 
@@ -214,7 +219,7 @@ std::future<Expected<Reply>> CallPath::submit(std::string_view session_id,
 }
 
 int CallPath::completion_fd() {
-  auto engine = this->engine();
+  AsyncEngine* engine = this->engine();
   return engine ? engine->completion_fd() : -1;
 }
 
@@ -229,7 +234,7 @@ void CallPath::stop_async(const Error& why) {
     std::lock_guard lock(async_m_);
     if (async_stopped_) return;
     async_stopped_ = why;
-    engine = std::move(async_);
+    engine = async_;  // it stays until the CallPath goes: calls made meanwhile fail with `why`
   }
   if (!engine) return;
   // The checkout thread may wait in the queue: end its wait.

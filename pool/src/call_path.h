@@ -153,7 +153,9 @@ class CallPath {
   Expected<Reply> settle(SlotLease& lease, std::string_view session_id, std::string_view command,
                          Expected<Reply> r, int64_t t0, std::chrono::milliseconds op_timeout,
                          bool keep, bool replace);
-  std::shared_ptr<AsyncEngine> engine();
+  // The engine, made on first use (null if stop_async came first). It
+  // lives as long as this CallPath.
+  AsyncEngine* engine();
   // Admits `op`, fills it in and gives it to the engine (or fails it).
   std::shared_ptr<AsyncOp> start_async(std::shared_ptr<AsyncOp> op, std::string_view session_id,
                                        std::string_view command, const Args& args,
@@ -179,8 +181,10 @@ class CallPath {
   ipc::WaiterCount* waiter_count_;  // this process's, in the segment (or null: unattributed)
   std::atomic<uint32_t> next_token_{1};
   const std::atomic<bool>* abandon_;
-  std::mutex async_m_;  // guards async_ (its creation)
+  std::mutex async_m_;  // guards async_ (its creation) and async_stopped_
   std::shared_ptr<AsyncEngine> async_;
+  std::weak_ptr<AsyncEngine> engine_weak_;     // the Calls' link to it
+  std::atomic<AsyncEngine*> engine_ptr_{nullptr};  // async_.get() once made (release)
   std::optional<Error> async_stopped_;
   std::atomic<bool> async_closing_{false};  // ends the checkout thread's wait
   LatencyHistogram latency_;
