@@ -22,16 +22,22 @@ class HostileWorkerTest : public test::LeakCheck,
                           public ::testing::WithParamInterface<const char*> {};
 class HostileWorkerSlotTest : public test::LeakCheck {};
 
-TEST_P(HostileWorkerTest, TheCallerGetsAProtocolErrorAndTheWorkerIsReplaced) {
-  test::EventLog events;
+// A pool of one hostile worker in `mode` (its events to `events`).
+PoolConfig hostile_config(const std::string& mode, test::EventLog& events) {
   PoolConfig c;
-  c.name = std::string("hostile-") + GetParam() + "-" + std::to_string(::getpid());
+  c.name = "hostile-" + mode + "-" + std::to_string(::getpid());
   c.size = 1;
   c.max_overflow = 0;
   c.python = SHMPOOL_HOSTILE_WORKER;  // started as if it were the interpreter
-  c.handler_modules = {GetParam()};   // its mode
-  c.operation_timeout = std::chrono::seconds(20);
+  c.handler_modules = {mode};         // its mode
   c.on_event = events.callback();
+  return c;
+}
+
+TEST_P(HostileWorkerTest, TheCallerGetsAProtocolErrorAndTheWorkerIsReplaced) {
+  test::EventLog events;
+  PoolConfig c = hostile_config(GetParam(), events);
+  c.operation_timeout = std::chrono::seconds(20);
   auto pool = Pool::start(c);
   ASSERT_TRUE(pool.ok()) << pool.error().to_string();
   ASSERT_TRUE(events.wait_for(PoolEvent::Kind::worker_started));
@@ -65,14 +71,7 @@ INSTANTIATE_TEST_SUITE_P(Attacks, HostileWorkerTest,
 // ends the stream with protocol_error and replaces the worker.
 TEST_F(HostileWorkerSlotTest, AWorkerFloodingAStreamPastItsWindowIsReplaced) {
   test::EventLog events;
-  PoolConfig c;
-  c.name = "hostile-flood-" + std::to_string(::getpid());
-  c.size = 1;
-  c.max_overflow = 0;
-  c.python = SHMPOOL_HOSTILE_WORKER;
-  c.handler_modules = {"stream_flood"};
-  c.on_event = events.callback();
-  auto pool = Pool::start(c);
+  auto pool = Pool::start(hostile_config("stream_flood", events));
   ASSERT_TRUE(pool.ok()) << pool.error().to_string();
   ASSERT_TRUE(events.wait_for(PoolEvent::Kind::worker_started));
   ExecOptions o;
@@ -105,14 +104,7 @@ TEST_F(HostileWorkerSlotTest, AWorkerScribblingOnItsSlotStateIsReplaced) {
   // state byte is one no shmpool process writes. The owner must not lose
   // the slot: it kills the worker and starts another.
   test::EventLog events;
-  PoolConfig c;
-  c.name = "hostile-slot-" + std::to_string(::getpid());
-  c.size = 1;
-  c.max_overflow = 0;
-  c.python = SHMPOOL_HOSTILE_WORKER;
-  c.handler_modules = {"scribbled_slot_state"};
-  c.on_event = events.callback();
-  auto pool = Pool::start(c);
+  auto pool = Pool::start(hostile_config("scribbled_slot_state", events));
   ASSERT_TRUE(pool.ok()) << pool.error().to_string();
   const pid_t first = (*pool)->status().workers[0].pid;
   auto r = (*pool)->execute_anonymous("ping");
