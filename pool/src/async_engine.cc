@@ -443,6 +443,7 @@ void AsyncEngine::run_completions() {
       continue;
     }
     const int64_t until = next_deadline(now);
+    const ipc::WaitPolicy wait = wait_policy(watch, policy);  // under the lock: the rings' reader state
     lock.unlock();
     // The channels stay (the CallPath owns them); a released pipeline's
     // ring is only looked at, never read.
@@ -455,7 +456,7 @@ void AsyncEngine::run_completions() {
           }
           return false;
         },
-        until, watch.empty() ? ipc::WaitPolicy{ipc::WaitStrategy::block, 0} : policy);
+        until, wait);
     kicked_.store(false, std::memory_order_relaxed);
     lock.lock();
   }
@@ -469,6 +470,15 @@ void AsyncEngine::collect(int64_t now, Done& done, std::vector<const ShmChannel*
   for (const Pipeline& p : pipes_) {
     if (!p.ops.empty()) watch->push_back(&p.lease->channel());
   }
+}
+
+ipc::WaitPolicy AsyncEngine::wait_policy(const std::vector<const ShmChannel*>& watch,
+                                         ipc::WaitPolicy policy) const {
+  if (watch.empty()) return ipc::WaitPolicy{ipc::WaitStrategy::block, 0};
+  // One worker awaited: poll only while it may be running (wait.h,
+  // beside_peer): not when it last ran on this thread's CPU.
+  if (watch.size() == 1) policy.peer_cpu = watch.front()->worker_cpu();
+  return policy;
 }
 
 bool AsyncEngine::await(AsyncOp& op, int64_t deadline_ns) {
@@ -486,17 +496,18 @@ bool AsyncEngine::await(AsyncOp& op, int64_t deadline_ns) {
     AsyncEngine* e;
     ~Leave() { e->drivers_.fetch_sub(1, std::memory_order_acq_rel); }
   } leave{this};
-  const ipc::WaitPolicy policy = path_.settings().policy;
   std::vector<const ShmChannel*> watch;
   for (;;) {
     Done done;
     int64_t until = 0;
+    ipc::WaitPolicy policy;
     {
       std::lock_guard lock(m_);
       if (stopping_) return there();
       const int64_t now = ipc::monotonic_ns();
       collect(now, done, &watch);
       until = next_deadline(now);
+      policy = wait_policy(watch, path_.settings().policy);
     }
     deliver(done, /*from_driver=*/true);
     if (there()) return true;

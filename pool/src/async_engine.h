@@ -133,6 +133,10 @@ class AsyncEngine {
   // Under the lock: reads every pipeline's replies, ends what is past its
   // deadline, drops released pipelines; `watch`: the rings still awaited.
   void collect(int64_t now, Done& done, std::vector<const ShmChannel*>* watch);
+  // How to wait for the rings in `watch` (under the lock): `policy`, not
+  // polling beside a lone worker's CPU; blocking at once with none.
+  ipc::WaitPolicy wait_policy(const std::vector<const ShmChannel*>& watch,
+                              ipc::WaitPolicy policy) const;
   bool place(const std::shared_ptr<AsyncOp>& op, Done& done);
   bool shareable(const Pipeline& p) const;
   Pipeline& add_pipeline(uint32_t slot, uint64_t word);

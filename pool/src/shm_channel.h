@@ -84,6 +84,9 @@ class ShmChannel {
   std::optional<Polled> poll_reply(uint64_t id);
   // True if a reply frame may be there (cheap; the consumer's view).
   bool reply_readable() const { return responses_.readable(); }
+  // The CPU (+1; 0 unknown) the worker ran on when it wrote the last reply
+  // read: a hint for how to wait (wait.h, beside_peer). The reader's own state.
+  uint32_t worker_cpu() const { return responses_.producer_cpu(); }
   // Gives back a reply frame still held for an in-ring payload.
   void release_held();
   // The id for the next request on this channel: ids only need to tell this
